@@ -15,6 +15,11 @@ import { readMigrations } from '../src/db/migrate.ts';
 
 const require = createRequire(import.meta.url);
 
+// Node has WebAssembly; the DOM typings that declare it are not loaded here.
+declare const WebAssembly: {
+  instantiate(bytes: Uint8Array, imports: object): Promise<{ instance: { exports: Record<string, unknown> } }>;
+};
+
 async function loadWasm(): Promise<typeof import('@prisma/schema-engine-wasm/schema_engine_bg')> {
   const glue = await import('@prisma/schema-engine-wasm/schema_engine_bg');
   const wasmPath = path.join(path.dirname(require.resolve('@prisma/schema-engine-wasm/schema_engine_bg')), 'schema_engine_bg.wasm');

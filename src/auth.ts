@@ -1,0 +1,36 @@
+// Who is asking: `Authorization: Bearer <JWT>` (HS256, AUTH_JWT_SECRET), `sub` = user id.
+// Without a secret Parley is single-user and every caller is `local`.
+import { errors, jwtVerify } from 'jose';
+import { unauthenticated } from './graphql/errors.ts';
+
+export interface Viewer {
+  userId: string;
+}
+
+export const LOCAL_USER: Viewer = { userId: 'local' };
+
+// The user id is stored in VARCHAR(191) columns.
+const MAX_USER_ID_LENGTH = 191;
+
+export type Authenticate = (authorization: string | null | undefined) => Promise<Viewer>;
+
+export function createAuthenticator(secret: string | undefined): Authenticate {
+  if (!secret) return async () => LOCAL_USER;
+  const key = new TextEncoder().encode(secret);
+  return async (authorization) => {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
+    if (!match?.[1]) throw unauthenticated('a Bearer token is required');
+    try {
+      const { payload } = await jwtVerify(match[1], key, { algorithms: ['HS256'] });
+      const sub = payload.sub;
+      if (typeof sub !== 'string' || sub.length === 0 || sub.length > MAX_USER_ID_LENGTH) {
+        throw unauthenticated(`the token's sub claim must be a user id of 1 to ${MAX_USER_ID_LENGTH} characters`);
+      }
+      return { userId: sub };
+    } catch (error) {
+      if (error instanceof errors.JWTExpired) throw unauthenticated('the token has expired');
+      if (error instanceof errors.JOSEError) throw unauthenticated('the token is invalid');
+      throw error;
+    }
+  };
+}

@@ -1,0 +1,73 @@
+// One Prisma client per provider, generated from prisma/<provider>/schema.prisma. The three share
+// the same models, so the rest of Parley uses the SQLite client's type for all of them.
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import type { PrismaClient } from '../generated/prisma/sqlite/client.ts';
+import { mysqlConnectionOptions } from './migrate.ts';
+import { databaseProvider, sqliteFilePath, type DatabaseProvider } from './provider.ts';
+
+export type Db = PrismaClient;
+
+export interface Database {
+  provider: DatabaseProvider;
+  prisma: Db;
+  /** Resolves when the database answers a trivial query. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface DatabaseOptions {
+  url: string;
+  poolSize: number;
+  /** Called once per SQL statement Prisma sends; tests count round trips with it. */
+  onQuery?: (sql: string) => void;
+}
+
+export async function openDatabase({ url, poolSize, onQuery }: DatabaseOptions): Promise<Database> {
+  const provider = databaseProvider(url);
+  if (!provider) throw new Error('DATABASE_URL must start with file:, postgresql:// or mysql://');
+  const log = onQuery ? [{ level: 'query' as const, emit: 'event' as const }] : [];
+  let prisma: Db;
+  switch (provider) {
+    case 'sqlite': {
+      const file = sqliteFilePath(url);
+      await mkdir(path.dirname(file), { recursive: true });
+      const [{ PrismaClient }, { PrismaLibSql }] = await Promise.all([
+        import('../generated/prisma/sqlite/client.ts'),
+        import('@prisma/adapter-libsql'),
+      ]);
+      prisma = new PrismaClient({ adapter: new PrismaLibSql({ url: `file:${file}` }), log });
+      // WAL lets readers run beside the writer; the busy timeout covers other processes' writes.
+      await prisma.$queryRawUnsafe('PRAGMA journal_mode = WAL');
+      await prisma.$executeRawUnsafe('PRAGMA busy_timeout = 5000');
+      break;
+    }
+    case 'postgresql': {
+      const [{ PrismaClient }, { PrismaPg }] = await Promise.all([
+        import('../generated/prisma/postgresql/client.ts'),
+        import('@prisma/adapter-pg'),
+      ]);
+      const adapter = new PrismaPg({ connectionString: url, max: poolSize });
+      prisma = new PrismaClient({ adapter, log }) as unknown as Db;
+      break;
+    }
+    case 'mysql': {
+      const [{ PrismaClient }, { PrismaMariaDb }] = await Promise.all([
+        import('../generated/prisma/mysql/client.ts'),
+        import('@prisma/adapter-mariadb'),
+      ]);
+      const adapter = new PrismaMariaDb({ ...mysqlConnectionOptions(url), connectionLimit: poolSize });
+      prisma = new PrismaClient({ adapter, log }) as unknown as Db;
+      break;
+    }
+  }
+  if (onQuery) (prisma as unknown as { $on(event: 'query', cb: (e: { query: string }) => void): void }).$on('query', (e) => onQuery(e.query));
+  return {
+    provider,
+    prisma,
+    ping: async () => {
+      await prisma.$queryRawUnsafe('SELECT 1');
+    },
+    close: () => prisma.$disconnect(),
+  };
+}

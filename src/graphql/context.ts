@@ -1,0 +1,20 @@
+import type { Viewer } from '../auth.ts';
+import type { Db } from '../db/client.ts';
+import type { ConversationService } from '../services/conversations.ts';
+import type { MessagePageLoader } from '../services/message-pages.ts';
+import type { MessageService } from '../services/messages.ts';
+
+export interface Services {
+  conversations: ConversationService;
+  messages: MessageService;
+}
+
+/** What every resolver receives: who asks, and what it may use. */
+export interface Context {
+  viewer: Viewer;
+  db: Db;
+  services: Services;
+  messagePages: MessagePageLoader;
+  /** Aborted when the server shuts down: subscriptions end on it. */
+  shutdown: AbortSignal;
+}

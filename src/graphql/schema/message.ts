@@ -1,0 +1,60 @@
+import type { ChatMessage } from '../../services/messages.ts';
+import { builder } from '../builder.ts';
+
+export const Role = builder.enumType('Role', { values: ['SYSTEM', 'USER', 'ASSISTANT'] as const });
+
+export const Message = builder.prismaObject('Message', {
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    conversation: t.relation('conversation'),
+    role: t.expose('role', { type: Role }),
+    content: t.exposeString('content'),
+    tokenCount: t.exposeInt('tokenCount', { nullable: true }),
+    metadata: t.expose('metadata', { type: 'JSON', nullable: true }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+  }),
+});
+
+const ChatMessageRef = builder.objectRef<ChatMessage>('ChatMessage').implement({
+  description: 'A message as it is sent to a model',
+  fields: (t) => ({
+    role: t.expose('role', { type: Role }),
+    content: t.exposeString('content'),
+  }),
+});
+
+const AddMessageInput = builder.inputType('AddMessageInput', {
+  fields: (t) => ({
+    conversationId: t.id({ description: 'Omit to start a new conversation' }),
+    role: t.field({ type: Role, required: true }),
+    content: t.string({ required: true }),
+    metadata: t.field({ type: 'JSON' }),
+    tokenCount: t.int(),
+  }),
+});
+
+builder.queryField('history', (t) =>
+  t.field({
+    type: [ChatMessageRef],
+    description: 'The last `limit` messages (1..100), oldest first: what would be sent to a model. NOT_FOUND for a missing or foreign conversation.',
+    args: {
+      conversationId: t.arg.id({ required: true }),
+      limit: t.arg.int({ defaultValue: 20 }),
+    },
+    resolve: (_, args, ctx) => ctx.services.messages.history(ctx.viewer, args.conversationId, args.limit ?? 20),
+  }),
+);
+
+builder.mutationFields((t) => ({
+  addMessage: t.prismaField({
+    type: 'Message',
+    description: "Appends a message. Without conversationId a new conversation is created. Bumps the conversation's updatedAt.",
+    args: { input: t.arg({ type: AddMessageInput, required: true }) },
+    resolve: (query, _, args, ctx) => ctx.services.messages.add(ctx.viewer, args.input, query),
+  }),
+  clearMessages: t.int({
+    description: 'Deletes every message of the conversation and keeps the conversation. Returns how many were deleted.',
+    args: { conversationId: t.arg.id({ required: true }) },
+    resolve: (_, args, ctx) => ctx.services.messages.clear(ctx.viewer, args.conversationId),
+  }),
+}));

@@ -1,0 +1,83 @@
+// Pages of Conversation.messages for every conversation of one GraphQL request, loaded together.
+// A list of 50 conversations asking for their last 5 messages costs two queries: one window
+// query that picks each conversation's rows, and one that reads them.
+import type { Db } from '../db/client.ts';
+import type { DatabaseProvider } from '../db/provider.ts';
+import { Prisma, type Message } from '../generated/prisma/sqlite/client.ts';
+
+const { join, raw, sql } = Prisma;
+import { cursorCodec, pageWindow, toConnection, type Connection, type PageArgs, type PageWindow } from './pagination.ts';
+
+export const messageCursor = cursorCodec<number>(
+  'message',
+  (seq) => String(seq),
+  (text) => (/^\d{1,10}$/.test(text) ? Number(text) : undefined),
+);
+
+interface Request {
+  conversationId: string;
+  resolve(rows: Message[]): void;
+  reject(error: unknown): void;
+}
+
+export class MessagePageLoader {
+  private readonly batches = new Map<string, { window: PageWindow<number>; requests: Request[] }>();
+  private readonly quote: string;
+
+  constructor(
+    private readonly db: Db,
+    provider: DatabaseProvider,
+  ) {
+    this.quote = provider === 'mysql' ? '`' : '"';
+  }
+
+  /** The page of the conversation's messages that `args` asks for; the caller checked ownership. */
+  async load(conversationId: string, args: PageArgs): Promise<Connection<Message>> {
+    const window = pageWindow(args, messageCursor);
+    const rows = await new Promise<Message[]>((resolve, reject) => {
+      const key = JSON.stringify(window);
+      let batch = this.batches.get(key);
+      if (!batch) {
+        batch = { window, requests: [] };
+        this.batches.set(key, batch);
+        // Every field resolved in this tick joins the batch.
+        const current = batch;
+        process.nextTick(() => {
+          this.batches.delete(key);
+          this.run(current.window, current.requests).catch((error) => current.requests.forEach((r) => r.reject(error)));
+        });
+      }
+      batch.requests.push({ conversationId, resolve, reject });
+    });
+    return toConnection(rows, window, (m) => m.seq, messageCursor);
+  }
+
+  private async run(window: PageWindow<number>, requests: Request[]): Promise<void> {
+    const ids = [...new Set(requests.map((r) => r.conversationId))];
+    const seqRange = { gt: window.after, lt: window.before };
+    const order = window.fromEnd ? 'desc' : 'asc';
+    let rows: Message[];
+    if (ids.length === 1) {
+      rows = await this.db.message.findMany({ where: { conversationId: ids[0], seq: seqRange }, orderBy: { seq: order }, take: window.limit + 1 });
+    } else {
+      const q = (name: string) => raw(`${this.quote}${name}${this.quote}`);
+      const conditions = [sql`${q('conversationId')} IN (${join(ids)})`];
+      if (window.after !== undefined) conditions.push(sql`${q('seq')} > ${window.after}`);
+      if (window.before !== undefined) conditions.push(sql`${q('seq')} < ${window.before}`);
+      const picked = await this.db.$queryRaw<{ id: string }[]>`
+        SELECT ${q('id')} AS id FROM (
+          SELECT ${q('id')}, ROW_NUMBER() OVER (PARTITION BY ${q('conversationId')} ORDER BY ${q('seq')} ${raw(order)}) AS rn
+          FROM ${q('Message')}
+          WHERE ${join(conditions, ' AND ')}
+        ) ranked WHERE rn <= ${window.limit + 1}`;
+      rows = picked.length === 0 ? [] : await this.db.message.findMany({ where: { id: { in: picked.map((p) => p.id) } }, orderBy: { seq: order } });
+    }
+    const byConversation = new Map<string, Message[]>();
+    for (const row of rows) {
+      const list = byConversation.get(row.conversationId);
+      if (list) list.push(row);
+      else byConversation.set(row.conversationId, [row]);
+    }
+    for (const request of requests) request.resolve(byConversation.get(request.conversationId) ?? []);
+  }
+}
