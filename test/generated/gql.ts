@@ -1,0 +1,100 @@
+/* eslint-disable */
+import * as types from './graphql.js';
+import type { TypedDocumentNode as DocumentNode } from '@graphql-typed-document-node/core';
+
+/**
+ * Map of all GraphQL operations in the project.
+ *
+ * This map has several performance disadvantages:
+ * 1. It is not tree-shakeable, so it will include all operations in the project.
+ * 2. It is not minifiable, so the string of a GraphQL query will be multiple times inside the bundle.
+ * 3. It does not support dead code elimination, so it will add unused operations.
+ *
+ * Therefore it is highly recommended to use the babel or swc plugin for production.
+ * Learn more about it here: https://the-guild.dev/graphql/codegen/plugins/presets/preset-client#reducing-bundle-size
+ */
+type Documents = {
+    "\n  mutation CreateConversation($input: CreateConversationInput) {\n    createConversation(input: $input) { id title archived createdAt updatedAt messageCount }\n  }\n": typeof types.CreateConversationDocument,
+    "\n  mutation UpdateConversation($input: UpdateConversationInput!) {\n    updateConversation(input: $input) { id title archived updatedAt }\n  }\n": typeof types.UpdateConversationDocument,
+    "\n  mutation DeleteConversation($id: ID!) { deleteConversation(id: $id) }\n": typeof types.DeleteConversationDocument,
+    "\n  mutation AddMessage($input: AddMessageInput!) {\n    addMessage(input: $input) {\n      id role content tokenCount metadata createdAt\n      conversation { id messageCount updatedAt }\n    }\n  }\n": typeof types.AddMessageDocument,
+    "\n  mutation ClearMessages($conversationId: ID!) { clearMessages(conversationId: $conversationId) }\n": typeof types.ClearMessagesDocument,
+    "\n  query GetConversation($id: ID!, $first: Int, $after: String, $last: Int, $before: String) {\n    conversation(id: $id) {\n      id title archived messageCount createdAt updatedAt\n      messages(first: $first, after: $after, last: $last, before: $before) {\n        edges { cursor node { id role content conversation { id } } }\n        pageInfo { hasNextPage hasPreviousPage startCursor endCursor }\n      }\n    }\n  }\n": typeof types.GetConversationDocument,
+    "\n  query ListConversations($first: Int, $after: String, $archived: Boolean) {\n    conversations(first: $first, after: $after, archived: $archived) {\n      edges { cursor node { id title archived } }\n      pageInfo { hasNextPage hasPreviousPage endCursor }\n    }\n  }\n": typeof types.ListConversationsDocument,
+    "\n  query ListConversationsBackwards($last: Int, $before: String) {\n    conversations(last: $last, before: $before) {\n      edges { node { id } }\n      pageInfo { hasNextPage hasPreviousPage startCursor }\n    }\n  }\n": typeof types.ListConversationsBackwardsDocument,
+    "\n  query History($conversationId: ID!, $limit: Int) { history(conversationId: $conversationId, limit: $limit) { role content } }\n": typeof types.HistoryDocument,
+    "\n  query ListWithRecentMessages($first: Int) {\n    conversations(first: $first) {\n      edges { node { id title messageCount messages(last: 5) { edges { node { id content conversation { id } } } } } }\n    }\n  }\n": typeof types.ListWithRecentMessagesDocument,
+};
+const documents: Documents = {
+    "\n  mutation CreateConversation($input: CreateConversationInput) {\n    createConversation(input: $input) { id title archived createdAt updatedAt messageCount }\n  }\n": types.CreateConversationDocument,
+    "\n  mutation UpdateConversation($input: UpdateConversationInput!) {\n    updateConversation(input: $input) { id title archived updatedAt }\n  }\n": types.UpdateConversationDocument,
+    "\n  mutation DeleteConversation($id: ID!) { deleteConversation(id: $id) }\n": types.DeleteConversationDocument,
+    "\n  mutation AddMessage($input: AddMessageInput!) {\n    addMessage(input: $input) {\n      id role content tokenCount metadata createdAt\n      conversation { id messageCount updatedAt }\n    }\n  }\n": types.AddMessageDocument,
+    "\n  mutation ClearMessages($conversationId: ID!) { clearMessages(conversationId: $conversationId) }\n": types.ClearMessagesDocument,
+    "\n  query GetConversation($id: ID!, $first: Int, $after: String, $last: Int, $before: String) {\n    conversation(id: $id) {\n      id title archived messageCount createdAt updatedAt\n      messages(first: $first, after: $after, last: $last, before: $before) {\n        edges { cursor node { id role content conversation { id } } }\n        pageInfo { hasNextPage hasPreviousPage startCursor endCursor }\n      }\n    }\n  }\n": types.GetConversationDocument,
+    "\n  query ListConversations($first: Int, $after: String, $archived: Boolean) {\n    conversations(first: $first, after: $after, archived: $archived) {\n      edges { cursor node { id title archived } }\n      pageInfo { hasNextPage hasPreviousPage endCursor }\n    }\n  }\n": types.ListConversationsDocument,
+    "\n  query ListConversationsBackwards($last: Int, $before: String) {\n    conversations(last: $last, before: $before) {\n      edges { node { id } }\n      pageInfo { hasNextPage hasPreviousPage startCursor }\n    }\n  }\n": types.ListConversationsBackwardsDocument,
+    "\n  query History($conversationId: ID!, $limit: Int) { history(conversationId: $conversationId, limit: $limit) { role content } }\n": types.HistoryDocument,
+    "\n  query ListWithRecentMessages($first: Int) {\n    conversations(first: $first) {\n      edges { node { id title messageCount messages(last: 5) { edges { node { id content conversation { id } } } } } }\n    }\n  }\n": types.ListWithRecentMessagesDocument,
+};
+
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ *
+ *
+ * @example
+ * ```ts
+ * const query = graphql(`query GetUser($id: ID!) { user(id: $id) { name } }`);
+ * ```
+ *
+ * The query argument is unknown!
+ * Please regenerate the types.
+ */
+export function graphql(source: string): unknown;
+
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation CreateConversation($input: CreateConversationInput) {\n    createConversation(input: $input) { id title archived createdAt updatedAt messageCount }\n  }\n"): (typeof documents)["\n  mutation CreateConversation($input: CreateConversationInput) {\n    createConversation(input: $input) { id title archived createdAt updatedAt messageCount }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation UpdateConversation($input: UpdateConversationInput!) {\n    updateConversation(input: $input) { id title archived updatedAt }\n  }\n"): (typeof documents)["\n  mutation UpdateConversation($input: UpdateConversationInput!) {\n    updateConversation(input: $input) { id title archived updatedAt }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation DeleteConversation($id: ID!) { deleteConversation(id: $id) }\n"): (typeof documents)["\n  mutation DeleteConversation($id: ID!) { deleteConversation(id: $id) }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation AddMessage($input: AddMessageInput!) {\n    addMessage(input: $input) {\n      id role content tokenCount metadata createdAt\n      conversation { id messageCount updatedAt }\n    }\n  }\n"): (typeof documents)["\n  mutation AddMessage($input: AddMessageInput!) {\n    addMessage(input: $input) {\n      id role content tokenCount metadata createdAt\n      conversation { id messageCount updatedAt }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation ClearMessages($conversationId: ID!) { clearMessages(conversationId: $conversationId) }\n"): (typeof documents)["\n  mutation ClearMessages($conversationId: ID!) { clearMessages(conversationId: $conversationId) }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query GetConversation($id: ID!, $first: Int, $after: String, $last: Int, $before: String) {\n    conversation(id: $id) {\n      id title archived messageCount createdAt updatedAt\n      messages(first: $first, after: $after, last: $last, before: $before) {\n        edges { cursor node { id role content conversation { id } } }\n        pageInfo { hasNextPage hasPreviousPage startCursor endCursor }\n      }\n    }\n  }\n"): (typeof documents)["\n  query GetConversation($id: ID!, $first: Int, $after: String, $last: Int, $before: String) {\n    conversation(id: $id) {\n      id title archived messageCount createdAt updatedAt\n      messages(first: $first, after: $after, last: $last, before: $before) {\n        edges { cursor node { id role content conversation { id } } }\n        pageInfo { hasNextPage hasPreviousPage startCursor endCursor }\n      }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query ListConversations($first: Int, $after: String, $archived: Boolean) {\n    conversations(first: $first, after: $after, archived: $archived) {\n      edges { cursor node { id title archived } }\n      pageInfo { hasNextPage hasPreviousPage endCursor }\n    }\n  }\n"): (typeof documents)["\n  query ListConversations($first: Int, $after: String, $archived: Boolean) {\n    conversations(first: $first, after: $after, archived: $archived) {\n      edges { cursor node { id title archived } }\n      pageInfo { hasNextPage hasPreviousPage endCursor }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query ListConversationsBackwards($last: Int, $before: String) {\n    conversations(last: $last, before: $before) {\n      edges { node { id } }\n      pageInfo { hasNextPage hasPreviousPage startCursor }\n    }\n  }\n"): (typeof documents)["\n  query ListConversationsBackwards($last: Int, $before: String) {\n    conversations(last: $last, before: $before) {\n      edges { node { id } }\n      pageInfo { hasNextPage hasPreviousPage startCursor }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query History($conversationId: ID!, $limit: Int) { history(conversationId: $conversationId, limit: $limit) { role content } }\n"): (typeof documents)["\n  query History($conversationId: ID!, $limit: Int) { history(conversationId: $conversationId, limit: $limit) { role content } }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query ListWithRecentMessages($first: Int) {\n    conversations(first: $first) {\n      edges { node { id title messageCount messages(last: 5) { edges { node { id content conversation { id } } } } } }\n    }\n  }\n"): (typeof documents)["\n  query ListWithRecentMessages($first: Int) {\n    conversations(first: $first) {\n      edges { node { id title messageCount messages(last: 5) { edges { node { id content conversation { id } } } } } }\n    }\n  }\n"];
+
+export function graphql(source: string) {
+  return (documents as any)[source] ?? {};
+}
+
+export type DocumentType<TDocumentNode extends DocumentNode<any, any>> = TDocumentNode extends DocumentNode<  infer TType,  any>  ? TType  : never;
