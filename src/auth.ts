@@ -11,6 +11,8 @@ export const LOCAL_USER: Viewer = { userId: 'local' };
 
 // The user id is stored in VARCHAR(191) columns.
 const MAX_USER_ID_LENGTH = 191;
+// Some databases ignore trailing spaces in comparisons: `ann` and `ann ` must not be one user.
+const USER_ID = new RegExp(`^(?=.{1,${MAX_USER_ID_LENGTH}}$)[^\\s\\p{Cc}](?:[^\\p{Cc}]*[^\\s\\p{Cc}])?$`, 'u');
 
 export type Authenticate = (authorization: string | null | undefined) => Promise<Viewer>;
 
@@ -23,8 +25,8 @@ export function createAuthenticator(secret: string | undefined): Authenticate {
     try {
       const { payload } = await jwtVerify(match[1], key, { algorithms: ['HS256'] });
       const sub = payload.sub;
-      if (typeof sub !== 'string' || sub.length === 0 || sub.length > MAX_USER_ID_LENGTH) {
-        throw unauthenticated(`the token's sub claim must be a user id of 1 to ${MAX_USER_ID_LENGTH} characters`);
+      if (typeof sub !== 'string' || !USER_ID.test(sub)) {
+        throw unauthenticated(`the token's sub claim must be a user id of 1 to ${MAX_USER_ID_LENGTH} characters, without surrounding spaces or control characters`);
       }
       return { userId: sub };
     } catch (error) {

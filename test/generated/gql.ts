@@ -24,6 +24,16 @@ type Documents = {
     "\n  query ListConversationsBackwards($last: Int, $before: String) {\n    conversations(last: $last, before: $before) {\n      edges { node { id } }\n      pageInfo { hasNextPage hasPreviousPage startCursor }\n    }\n  }\n": typeof types.ListConversationsBackwardsDocument,
     "\n  query History($conversationId: ID!, $limit: Int) { history(conversationId: $conversationId, limit: $limit) { role content } }\n": typeof types.HistoryDocument,
     "\n  query ListWithRecentMessages($first: Int) {\n    conversations(first: $first) {\n      edges { node { id title messageCount messages(last: 5) { edges { node { id content conversation { id } } } } } }\n    }\n  }\n": typeof types.ListWithRecentMessagesDocument,
+    "\n  mutation Seed($input: AddMessageInput!) { addMessage(input: $input) { id conversation { id } } }\n": typeof types.SeedDocument,
+    "\n  query Owned($id: ID!) {\n    conversation(id: $id) { id title archived messageCount messages(first: 100) { edges { cursor node { content } } } }\n  }\n": typeof types.OwnedDocument,
+    "\n  query Mine { conversations(first: 100, archived: null) { edges { node { id title } } } }\n": typeof types.MineDocument,
+    "query ProbeHistory($id: ID!) { history(conversationId: $id) { content } }": typeof types.ProbeHistoryDocument,
+    "mutation ProbeUpdate($id: ID!) { updateConversation(input: { id: $id, title: \"pwned\", archived: true }) { id } }": typeof types.ProbeUpdateDocument,
+    "mutation ProbeDelete($id: ID!) { deleteConversation(id: $id) }": typeof types.ProbeDeleteDocument,
+    "mutation ProbeAdd($id: ID!) { addMessage(input: { conversationId: $id, role: USER, content: \"injected\" }) { id } }": typeof types.ProbeAddDocument,
+    "mutation ProbeClear($id: ID!) { clearMessages(conversationId: $id) }": typeof types.ProbeClearDocument,
+    "\n  query ProbeMessagesAfter($id: ID!, $after: String) { conversation(id: $id) { messages(first: 10, after: $after) { edges { node { content } } } } }\n": typeof types.ProbeMessagesAfterDocument,
+    "query Whoami { conversations(first: 1) { edges { node { id } } } }": typeof types.WhoamiDocument,
 };
 const documents: Documents = {
     "\n  mutation CreateConversation($input: CreateConversationInput) {\n    createConversation(input: $input) { id title archived createdAt updatedAt messageCount }\n  }\n": types.CreateConversationDocument,
@@ -36,6 +46,16 @@ const documents: Documents = {
     "\n  query ListConversationsBackwards($last: Int, $before: String) {\n    conversations(last: $last, before: $before) {\n      edges { node { id } }\n      pageInfo { hasNextPage hasPreviousPage startCursor }\n    }\n  }\n": types.ListConversationsBackwardsDocument,
     "\n  query History($conversationId: ID!, $limit: Int) { history(conversationId: $conversationId, limit: $limit) { role content } }\n": types.HistoryDocument,
     "\n  query ListWithRecentMessages($first: Int) {\n    conversations(first: $first) {\n      edges { node { id title messageCount messages(last: 5) { edges { node { id content conversation { id } } } } } }\n    }\n  }\n": types.ListWithRecentMessagesDocument,
+    "\n  mutation Seed($input: AddMessageInput!) { addMessage(input: $input) { id conversation { id } } }\n": types.SeedDocument,
+    "\n  query Owned($id: ID!) {\n    conversation(id: $id) { id title archived messageCount messages(first: 100) { edges { cursor node { content } } } }\n  }\n": types.OwnedDocument,
+    "\n  query Mine { conversations(first: 100, archived: null) { edges { node { id title } } } }\n": types.MineDocument,
+    "query ProbeHistory($id: ID!) { history(conversationId: $id) { content } }": types.ProbeHistoryDocument,
+    "mutation ProbeUpdate($id: ID!) { updateConversation(input: { id: $id, title: \"pwned\", archived: true }) { id } }": types.ProbeUpdateDocument,
+    "mutation ProbeDelete($id: ID!) { deleteConversation(id: $id) }": types.ProbeDeleteDocument,
+    "mutation ProbeAdd($id: ID!) { addMessage(input: { conversationId: $id, role: USER, content: \"injected\" }) { id } }": types.ProbeAddDocument,
+    "mutation ProbeClear($id: ID!) { clearMessages(conversationId: $id) }": types.ProbeClearDocument,
+    "\n  query ProbeMessagesAfter($id: ID!, $after: String) { conversation(id: $id) { messages(first: 10, after: $after) { edges { node { content } } } } }\n": types.ProbeMessagesAfterDocument,
+    "query Whoami { conversations(first: 1) { edges { node { id } } } }": types.WhoamiDocument,
 };
 
 /**
@@ -92,6 +112,46 @@ export function graphql(source: "\n  query History($conversationId: ID!, $limit:
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
 export function graphql(source: "\n  query ListWithRecentMessages($first: Int) {\n    conversations(first: $first) {\n      edges { node { id title messageCount messages(last: 5) { edges { node { id content conversation { id } } } } } }\n    }\n  }\n"): (typeof documents)["\n  query ListWithRecentMessages($first: Int) {\n    conversations(first: $first) {\n      edges { node { id title messageCount messages(last: 5) { edges { node { id content conversation { id } } } } } }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation Seed($input: AddMessageInput!) { addMessage(input: $input) { id conversation { id } } }\n"): (typeof documents)["\n  mutation Seed($input: AddMessageInput!) { addMessage(input: $input) { id conversation { id } } }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query Owned($id: ID!) {\n    conversation(id: $id) { id title archived messageCount messages(first: 100) { edges { cursor node { content } } } }\n  }\n"): (typeof documents)["\n  query Owned($id: ID!) {\n    conversation(id: $id) { id title archived messageCount messages(first: 100) { edges { cursor node { content } } } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query Mine { conversations(first: 100, archived: null) { edges { node { id title } } } }\n"): (typeof documents)["\n  query Mine { conversations(first: 100, archived: null) { edges { node { id title } } } }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "query ProbeHistory($id: ID!) { history(conversationId: $id) { content } }"): (typeof documents)["query ProbeHistory($id: ID!) { history(conversationId: $id) { content } }"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "mutation ProbeUpdate($id: ID!) { updateConversation(input: { id: $id, title: \"pwned\", archived: true }) { id } }"): (typeof documents)["mutation ProbeUpdate($id: ID!) { updateConversation(input: { id: $id, title: \"pwned\", archived: true }) { id } }"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "mutation ProbeDelete($id: ID!) { deleteConversation(id: $id) }"): (typeof documents)["mutation ProbeDelete($id: ID!) { deleteConversation(id: $id) }"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "mutation ProbeAdd($id: ID!) { addMessage(input: { conversationId: $id, role: USER, content: \"injected\" }) { id } }"): (typeof documents)["mutation ProbeAdd($id: ID!) { addMessage(input: { conversationId: $id, role: USER, content: \"injected\" }) { id } }"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "mutation ProbeClear($id: ID!) { clearMessages(conversationId: $id) }"): (typeof documents)["mutation ProbeClear($id: ID!) { clearMessages(conversationId: $id) }"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query ProbeMessagesAfter($id: ID!, $after: String) { conversation(id: $id) { messages(first: 10, after: $after) { edges { node { content } } } } }\n"): (typeof documents)["\n  query ProbeMessagesAfter($id: ID!, $after: String) { conversation(id: $id) { messages(first: 10, after: $after) { edges { node { content } } } } }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "query Whoami { conversations(first: 1) { edges { node { id } } } }"): (typeof documents)["query Whoami { conversations(first: 1) { edges { node { id } } } }"];
 
 export function graphql(source: string) {
   return (documents as any)[source] ?? {};

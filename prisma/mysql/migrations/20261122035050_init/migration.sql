@@ -1,7 +1,10 @@
+-- Written to match what Prisma generates for prisma/mysql/schema.prisma (no Wasm schema engine for
+-- MySQL). One deliberate difference: user ids and idempotency keys compare case-sensitively
+-- (utf8mb4_bin), so that users `Ann` and `ann` never share rows.
 -- CreateTable
 CREATE TABLE `Conversation` (
     `id` VARCHAR(191) NOT NULL,
-    `userId` VARCHAR(191) NOT NULL,
+    `userId` VARCHAR(191) COLLATE utf8mb4_bin NOT NULL,
     `title` VARCHAR(255) NULL,
     `archived` BOOLEAN NOT NULL DEFAULT false,
     `lastSeq` INTEGER NOT NULL DEFAULT 0,
@@ -16,7 +19,7 @@ CREATE TABLE `Conversation` (
 CREATE TABLE `Message` (
     `id` VARCHAR(191) NOT NULL,
     `conversationId` VARCHAR(191) NOT NULL,
-    `userId` VARCHAR(191) NOT NULL,
+    `userId` VARCHAR(191) COLLATE utf8mb4_bin NOT NULL,
     `seq` INTEGER NOT NULL,
     `role` ENUM('SYSTEM', 'USER', 'ASSISTANT') NOT NULL,
     `content` MEDIUMTEXT NOT NULL,
@@ -28,7 +31,7 @@ CREATE TABLE `Message` (
     `promptTokens` INTEGER NULL,
     `completionTokens` INTEGER NULL,
     `error` TEXT NULL,
-    `clientMessageId` VARCHAR(191) NULL,
+    `clientMessageId` VARCHAR(191) COLLATE utf8mb4_bin NULL,
     `createdAt` DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
     `updatedAt` DATETIME(3) NOT NULL,
 
@@ -40,7 +43,7 @@ CREATE TABLE `Message` (
 
 -- CreateTable
 CREATE TABLE `UserConfig` (
-    `userId` VARCHAR(191) NOT NULL,
+    `userId` VARCHAR(191) COLLATE utf8mb4_bin NOT NULL,
     `presetId` VARCHAR(191) NULL,
     `model` VARCHAR(255) NULL,
     `baseUrl` TEXT NULL,
