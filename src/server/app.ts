@@ -151,14 +151,15 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
           viewer: ctx.extra.viewer,
           params: payload,
         } as never);
+        // Armor's limits throw from parse and validate: they become errors of this operation.
         let document;
         try {
           document = parse(payload.query);
+          const errors = validate(schema, document);
+          if (errors.length > 0) return errors;
         } catch (error) {
-          return [error instanceof GraphQLError ? error : new GraphQLError('could not parse the operation')];
+          return [error instanceof GraphQLError ? error : new GraphQLError('the operation could not be parsed')];
         }
-        const errors = validate(schema, document);
-        if (errors.length > 0) return errors;
         return {
           schema,
           document,

@@ -34,6 +34,8 @@ type Documents = {
     "mutation ProbeClear($id: ID!) { clearMessages(conversationId: $id) }": typeof types.ProbeClearDocument,
     "\n  query ProbeMessagesAfter($id: ID!, $after: String) { conversation(id: $id) { messages(first: 10, after: $after) { edges { node { content } } } } }\n": typeof types.ProbeMessagesAfterDocument,
     "query Whoami { conversations(first: 1) { edges { node { id } } } }": typeof types.WhoamiDocument,
+    "subscription Ticks($count: Int, $intervalMs: Int) { serverTime(count: $count, intervalMs: $intervalMs) }": typeof types.TicksDocument,
+    "subscription BadInterval { serverTime(intervalMs: 1) }": typeof types.BadIntervalDocument,
 };
 const documents: Documents = {
     "\n  mutation CreateConversation($input: CreateConversationInput) {\n    createConversation(input: $input) { id title archived createdAt updatedAt messageCount }\n  }\n": types.CreateConversationDocument,
@@ -56,6 +58,8 @@ const documents: Documents = {
     "mutation ProbeClear($id: ID!) { clearMessages(conversationId: $id) }": types.ProbeClearDocument,
     "\n  query ProbeMessagesAfter($id: ID!, $after: String) { conversation(id: $id) { messages(first: 10, after: $after) { edges { node { content } } } } }\n": types.ProbeMessagesAfterDocument,
     "query Whoami { conversations(first: 1) { edges { node { id } } } }": types.WhoamiDocument,
+    "subscription Ticks($count: Int, $intervalMs: Int) { serverTime(count: $count, intervalMs: $intervalMs) }": types.TicksDocument,
+    "subscription BadInterval { serverTime(intervalMs: 1) }": types.BadIntervalDocument,
 };
 
 /**
@@ -152,6 +156,14 @@ export function graphql(source: "\n  query ProbeMessagesAfter($id: ID!, $after: 
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
 export function graphql(source: "query Whoami { conversations(first: 1) { edges { node { id } } } }"): (typeof documents)["query Whoami { conversations(first: 1) { edges { node { id } } } }"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "subscription Ticks($count: Int, $intervalMs: Int) { serverTime(count: $count, intervalMs: $intervalMs) }"): (typeof documents)["subscription Ticks($count: Int, $intervalMs: Int) { serverTime(count: $count, intervalMs: $intervalMs) }"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "subscription BadInterval { serverTime(intervalMs: 1) }"): (typeof documents)["subscription BadInterval { serverTime(intervalMs: 1) }"];
 
 export function graphql(source: string) {
   return (documents as any)[source] ?? {};
