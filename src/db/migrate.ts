@@ -6,7 +6,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { createClient as createLibsqlClient } from '@libsql/client';
+import { createClient as createLibsqlClient, type Transaction } from '@libsql/client';
 import * as mariadb from 'mariadb';
 import pg from 'pg';
 import { databaseProvider, migrationsDir, sqliteFilePath, type DatabaseProvider } from './provider.ts';
@@ -111,12 +111,21 @@ async function connect(provider: DatabaseProvider, url: string): Promise<Migrati
       const file = sqliteFilePath(url);
       await mkdir(path.dirname(file), { recursive: true });
       const client = createLibsqlClient({ url: `file:${file}` });
+      let session: Pick<Transaction, 'execute' | 'executeMultiple'> = client;
+      let transaction: Transaction | undefined;
       return {
-        script: (sql) => client.executeMultiple(sql),
+        script: (sql) => session.executeMultiple(sql),
         query: async <Row>(sql: string, params: unknown[] = []) =>
-          (await client.execute({ sql, args: params as never })).rows as unknown as Row[],
-        lock: async () => {},
-        close: async () => client.close(),
+          (await session.execute({ sql, args: params as never })).rows as unknown as Row[],
+        // One writer at a time: a second process waits here, then sees the first one's work.
+        lock: async () => {
+          await client.execute('PRAGMA busy_timeout = 30000');
+          session = transaction = await client.transaction('write');
+        },
+        close: async () => {
+          await transaction?.commit();
+          client.close();
+        },
         now: "strftime('%Y-%m-%d %H:%M:%f', 'now')",
         migrationsTableDdl: `CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
     "id"                    TEXT PRIMARY KEY NOT NULL,
