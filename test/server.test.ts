@@ -1,0 +1,174 @@
+// What operators see: /health, request limits, GraphiQL, masked errors, start-up on the
+// embedded defaults, configuration errors, and a graceful shutdown on SIGTERM.
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { request } from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, pgAdmin } from './support/databases.ts';
+import { startParley, type TestServer } from './support/parley.ts';
+import { runScript, spawnParley, waitUntilHealthy } from './support/process.ts';
+
+const post = (url: string, body: string, headers: Record<string, string> = {}) =>
+  fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+
+describe('HTTP endpoints', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startParley({ env: { MAX_BODY_BYTES: '4096' } });
+  });
+  afterAll(() => server?.stop());
+
+  it('/health answers 200 with the database state', async () => {
+    const res = await fetch(`${server.url}/health`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toContain('application/json');
+    const body = await res.json();
+    expect(body).toMatchObject({ status: 'ok', database: { provider: 'sqlite', status: 'up' } });
+    expect(typeof body.database.latencyMs).toBe('number');
+  });
+
+  it('refuses a body over MAX_BODY_BYTES with 413, before parsing it', async () => {
+    const res = await post(server.graphqlUrl, JSON.stringify({ query: `{ __typename }`, variables: { pad: 'x'.repeat(5000) } }));
+    expect(res.status).toBe(413);
+    const ok = await post(server.graphqlUrl, JSON.stringify({ query: '{ __typename }' }));
+    expect(await ok.json()).toEqual({ data: { __typename: 'Query' } });
+  });
+
+  it('refuses a POST without Content-Length (chunked) with 411', async () => {
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request(server.graphqlUrl, { method: 'POST', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } }, (res) => {
+        res.resume();
+        resolve(res.statusCode!);
+      });
+      req.on('error', reject);
+      req.write('{"query":');
+      req.end('"{ __typename }"}');
+    });
+    expect(status).toBe(411);
+  });
+
+  it('answers malformed JSON with a GraphQL error, not a crash', async () => {
+    const res = await post(server.graphqlUrl, '{"query": ');
+    expect(res.status).toBe(400);
+    expect(JSON.stringify(await res.json())).toMatch(/JSON/i);
+    expect((await fetch(`${server.url}/health`)).status).toBe(200);
+  });
+
+  it('hides field suggestions and answers unknown fields with a validation error', async () => {
+    const body = await (await post(server.graphqlUrl, JSON.stringify({ query: '{ conversatio { id } }' }))).json();
+    expect(body.errors[0].message).toContain('Cannot query field');
+    expect(body.errors[0].message).not.toContain('Did you mean');
+  });
+
+  it('serves GraphiQL at /graphql in development', async () => {
+    const res = await fetch(server.graphqlUrl, { headers: { accept: 'text/html' } });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toMatch(/graphiql/i);
+  });
+});
+
+describe('GraphiQL switches', () => {
+  it.each([
+    ['GRAPHIQL=false', { GRAPHIQL: 'false' }],
+    ['NODE_ENV=production', { NODE_ENV: 'production' }],
+  ])('is off with %s', async (_, env) => {
+    const server = await startParley({ env });
+    try {
+      const res = await fetch(server.graphqlUrl, { headers: { accept: 'text/html' } });
+      expect(await res.text()).not.toMatch(/graphiql/i);
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
+describe('when the database is gone', () => {
+  it('/health answers 503, and failing operations are masked', async () => {
+    const server = await startParley({ provider: 'postgresql', env: { DATABASE_POOL_SIZE: '2' } });
+    try {
+      const dbName = new URL(server.database.url).pathname.slice(1);
+      await pgAdmin((c) => c.query(`DROP DATABASE "${dbName}" WITH (FORCE)`));
+      const health = await fetch(`${server.url}/health`);
+      expect(health.status).toBe(503);
+      expect(await health.json()).toMatchObject({ status: 'unavailable', database: { status: 'down' } });
+
+      const body = await (await post(server.graphqlUrl, JSON.stringify({ query: '{ conversations { edges { node { id } } } }' }))).json();
+      expect(body.errors).toHaveLength(1);
+      expect(body.errors[0].message).toBe('Unexpected error.');
+      expect(JSON.stringify(body)).not.toMatch(/SELECT|database|postgres|prisma|stack|\.ts/i);
+    } finally {
+      await server.stop();
+      await server.database.drop();
+    }
+  });
+});
+
+describe('the process', () => {
+  it('starts on the embedded defaults, creating the SQLite file, and stops cleanly on SIGTERM', async () => {
+    const cwd = await mkdtemp(path.join(os.tmpdir(), 'parley-start-'));
+    try {
+      const parley = await spawnParley({}, cwd);
+      await waitUntilHealthy(parley);
+      expect(existsSync(path.join(cwd, 'data/parley.db'))).toBe(true);
+      expect(parley.output()).toContain('single-user mode');
+
+      // An SSE subscription is in flight when the signal arrives: it must end, not hold the exit.
+      const sse = await fetch(`${parley.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+        body: JSON.stringify({ query: 'subscription { serverTime(intervalMs: 50) }' }),
+      });
+      const reader = sse.body!.getReader();
+      const first = new TextDecoder().decode((await reader.read()).value);
+      expect(first).toContain('serverTime');
+      const rest = (async () => {
+        let text = '';
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) return text;
+          text += new TextDecoder().decode(value);
+        }
+      })();
+
+      const started = Date.now();
+      parley.child.kill('SIGTERM');
+      expect(await parley.exited).toBe(0);
+      expect(Date.now() - started).toBeLessThan(5000);
+      await expect(rest).resolves.toBeTypeOf('string');
+      expect(parley.output()).toContain('Parley stopped');
+      await expect(fetch(`${parley.url}/health`)).rejects.toThrow();
+    } finally {
+      await rm(cwd, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses to start with a bad setting, naming every bad variable', async () => {
+    const parley = await spawnParley({ PORT: 'eighty', DATABASE_URL: 'redis://nope', AUTH_JWT_SECRET: 'short' });
+    expect(await parley.exited).toBe(1);
+    expect(parley.output()).toMatch(/PORT/);
+    expect(parley.output()).toMatch(/DATABASE_URL/);
+    expect(parley.output()).toMatch(/AUTH_JWT_SECRET/);
+  });
+
+  it('does not migrate at start with MIGRATE_ON_START=false; npm run db:deploy does', async () => {
+    const database = await createTestDatabase('sqlite');
+    try {
+      const parley = await spawnParley({ DATABASE_URL: database.url, MIGRATE_ON_START: 'false' });
+      await waitUntilHealthy(parley);
+      const res = await post(`${parley.url}/graphql`, JSON.stringify({ query: 'mutation { createConversation { id } }' }));
+      expect((await res.json()).errors[0].message).toBe('Unexpected error.');
+      parley.child.kill('SIGTERM');
+      await parley.exited;
+      expect(parley.output()).not.toContain('applied migration');
+
+      const deploy = await runScript('src/db/deploy.ts', { DATABASE_URL: database.url });
+      expect(deploy).toMatchObject({ code: 0 });
+      expect(deploy.output).toMatch(/Applied 1 migration/);
+      expect((await runScript('src/db/deploy.ts', { DATABASE_URL: database.url })).output).toContain('No pending migrations.');
+    } finally {
+      await database.drop();
+    }
+  });
+});
