@@ -31,6 +31,9 @@ const envSchema = z.object({
   SHUTDOWN_TIMEOUT_MS: positiveInt(600_000).default(10_000),
 });
 
+/** Every environment variable Parley reads. */
+export const CONFIG_VARIABLES = Object.keys(envSchema.shape) as (keyof typeof envSchema.shape)[];
+
 export type Config = Omit<z.output<typeof envSchema>, 'GRAPHIQL'> & { GRAPHIQL: boolean };
 
 export class ConfigError extends Error {

@@ -1,0 +1,45 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../src/config.ts';
+
+describe('configuration', () => {
+  it('has working defaults: SQLite, port 4000, GraphiQL on in development', () => {
+    expect(loadConfig({})).toMatchObject({ PORT: 4000, DATABASE_URL: 'file:./data/parley.db', GRAPHIQL: true, MIGRATE_ON_START: true, MAX_CONTENT_CHARS: 100_000 });
+    expect(loadConfig({}).AUTH_JWT_SECRET).toBeUndefined();
+  });
+
+  it('turns GraphiQL off in production unless asked for', () => {
+    expect(loadConfig({ NODE_ENV: 'production' }).GRAPHIQL).toBe(false);
+    expect(loadConfig({ NODE_ENV: 'production', GRAPHIQL: 'true' }).GRAPHIQL).toBe(true);
+  });
+
+  it('treats empty variables as unset', () => {
+    const config = loadConfig({ PORT: '', AUTH_JWT_SECRET: '' });
+    expect(config.PORT).toBe(4000);
+    expect(config.AUTH_JWT_SECRET).toBeUndefined();
+  });
+
+  it.each([
+    ['PORT', 'abc'],
+    ['PORT', '70000'],
+    ['DATABASE_URL', 'mongodb://x'],
+    ['AUTH_JWT_SECRET', 'too-short'],
+    ['LOG_LEVEL', 'verbose'],
+    ['MIGRATE_ON_START', 'maybe'],
+    ['MAX_CONTENT_CHARS', '0'],
+    ['DATABASE_POOL_SIZE', '1.5'],
+  ])('rejects %s=%s naming the variable', (name, value) => {
+    expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
+    expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`^Invalid configuration:\\n  - ${name}: `));
+  });
+
+  it('reports every bad variable at once', () => {
+    const error = (() => {
+      try {
+        loadConfig({ PORT: 'x', LOG_LEVEL: 'y' });
+      } catch (e) {
+        return e as ConfigError;
+      }
+    })();
+    expect(error?.problems.map((p) => p.split(':')[0])).toEqual(['PORT', 'LOG_LEVEL']);
+  });
+});
