@@ -9,6 +9,22 @@ const booleanFlag = z
 
 const positiveInt = (max: number) => z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(1).max(max);
 
+const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' });
+
+const presetSchema = z.object({
+  id: z.string().min(1).max(191),
+  name: z.string().min(1).max(255),
+  baseUrl: httpUrl,
+  model: z.string().min(1).max(255),
+  apiKeyEnv: z.string().optional(),
+});
+
+/** The 32 key bytes of CONFIG_ENCRYPTION_KEY (hex or base64), or undefined when malformed. */
+export function encryptionKeyBytes(key: string): Buffer | undefined {
+  const bytes = /^[0-9a-fA-F]{64}$/.test(key) ? Buffer.from(key, 'hex') : Buffer.from(key, 'base64');
+  return bytes.length === 32 ? bytes : undefined;
+}
+
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   PORT: z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(0).max(65535).default(4000),
@@ -29,12 +45,53 @@ const envSchema = z.object({
   MAX_CONTENT_CHARS: positiveInt(10_000_000).default(100_000),
   MAX_BODY_BYTES: positiveInt(100 * 1024 * 1024).default(2 * 1024 * 1024),
   SHUTDOWN_TIMEOUT_MS: positiveInt(600_000).default(10_000),
+
+  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').optional(),
+  REDIS_KEY_PREFIX: z.string().max(100).default('parley:'),
+
+  LLM_API_URL: httpUrl.optional(),
+  LLM_API_KEY: z.string().optional(),
+  LLM_MODEL: z.string().max(255).optional(),
+  LLM_PRESETS: z
+    .string()
+    .transform((text, ctx) => {
+      try {
+        return JSON.parse(text) as unknown;
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'must be a JSON list of presets' });
+        return z.NEVER;
+      }
+    })
+    .pipe(z.array(presetSchema, { error: 'must be a JSON list of { id, name, baseUrl, model, apiKeyEnv? }' }))
+    .optional(),
+  LLM_TIMEOUT_MS: positiveInt(600_000).default(30_000),
+  LLM_IDLE_TIMEOUT_MS: positiveInt(600_000).default(30_000),
+  LLM_MAX_RETRIES: z.coerce.number({ error: 'must be a number' }).int().min(0).max(10).default(2),
+  ALLOW_CUSTOM_BASE_URL: booleanFlag.default(true),
+  CONFIG_ENCRYPTION_KEY: z
+    .string()
+    .refine((key) => encryptionKeyBytes(key) !== undefined, 'must be 32 bytes as 64 hex characters or base64')
+    .optional(),
+
+  STREAM_FLUSH_MS: z.coerce.number({ error: 'must be a number' }).int().min(0).max(10_000).default(25),
+  STREAM_LEASE_MS: positiveInt(600_000).refine((ms) => ms >= 300, 'must be at least 300').default(15_000),
+  STREAM_REPLAY_TTL_S: positiveInt(30 * 24 * 3600).default(3600),
+  STREAM_MAX_EVENTS: positiveInt(1_000_000).refine((n) => n >= 3, 'must be at least 3').default(10_000),
 });
 
 /** Every environment variable Parley reads. */
 export const CONFIG_VARIABLES = Object.keys(envSchema.shape) as (keyof typeof envSchema.shape)[];
 
-export type Config = Omit<z.output<typeof envSchema>, 'GRAPHIQL'> & { GRAPHIQL: boolean };
+export interface ConfiguredPreset {
+  id: string;
+  name: string;
+  baseUrl: string;
+  model: string;
+  /** From the variable named by apiKeyEnv; never exposed. */
+  apiKey?: string;
+}
+
+export type Config = Omit<z.output<typeof envSchema>, 'GRAPHIQL' | 'LLM_PRESETS'> & { GRAPHIQL: boolean; LLM_PRESETS: ConfiguredPreset[] };
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -52,5 +109,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`));
   }
   const config = parsed.data;
-  return { ...config, GRAPHIQL: config.GRAPHIQL ?? config.NODE_ENV !== 'production' };
+  const problems: string[] = [];
+  if (config.LLM_API_URL && !config.LLM_MODEL) problems.push('LLM_MODEL: must be set with LLM_API_URL');
+  const presets = (config.LLM_PRESETS ?? []).map(({ apiKeyEnv, ...preset }, i) => {
+    if (apiKeyEnv && !env[apiKeyEnv]) problems.push(`LLM_PRESETS.${i}.apiKeyEnv: the variable ${apiKeyEnv} is not set`);
+    return { ...preset, apiKey: apiKeyEnv ? env[apiKeyEnv] : undefined };
+  });
+  const ids = presets.map((p) => p.id);
+  if (new Set(ids).size !== ids.length) problems.push('LLM_PRESETS: preset ids must be unique');
+  if (problems.length > 0) throw new ConfigError(problems);
+  return { ...config, GRAPHIQL: config.GRAPHIQL ?? config.NODE_ENV !== 'production', LLM_PRESETS: presets };
 }

@@ -5,6 +5,8 @@ import './schema/scalars.ts';
 import './schema/system.ts';
 import './schema/message.ts';
 import './schema/conversation.ts';
+import './schema/user-config.ts';
+import './schema/chat.ts';
 
 export function buildSchema(): GraphQLSchema {
   return lexicographicSortSchema(builder.toSchema());

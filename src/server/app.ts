@@ -19,6 +19,15 @@ import { createLogger, type Logger } from '../logger.ts';
 import { ConversationService } from '../services/conversations.ts';
 import { MessagePageLoader } from '../services/message-pages.ts';
 import { MessageService } from '../services/messages.ts';
+import { ChatService } from '../services/chat.ts';
+import { SecretBox } from '../services/secrets.ts';
+import { UserConfigService } from '../services/user-config.ts';
+import { modelPresets } from '../llm/presets.ts';
+import { encryptionKeyBytes } from '../config.ts';
+import type { StreamBroker } from '../streaming/events.ts';
+import { MemoryBroker } from '../streaming/memory-broker.ts';
+import { RedisBroker } from '../streaming/redis-broker.ts';
+import { Redis } from 'ioredis';
 
 export const GRAPHQL_PATH = '/graphql';
 const HEALTH_TIMEOUT_MS = 2000;
@@ -50,9 +59,45 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     await applyMigrations(config.DATABASE_URL, (msg) => logger.info(msg));
   }
   const db = await openDatabase({ url: config.DATABASE_URL, poolSize: config.DATABASE_POOL_SIZE, onQuery: options.onQuery });
+  const redis = config.REDIS_URL ? connectRedis(config.REDIS_URL, logger) : undefined;
+  const broker: StreamBroker = redis
+    ? new RedisBroker({
+        redis: redis.commands,
+        subscriber: redis.subscriber,
+        prefix: config.REDIS_KEY_PREFIX,
+        replayTtlMs: config.STREAM_REPLAY_TTL_S * 1000,
+        sealTtlMs: Math.max(config.STREAM_LEASE_MS, 30_000),
+      })
+    : new MemoryBroker(config.STREAM_REPLAY_TTL_S * 1000);
+  const presets = modelPresets(config);
+  const encryptionKey = config.CONFIG_ENCRYPTION_KEY ? encryptionKeyBytes(config.CONFIG_ENCRYPTION_KEY) : undefined;
+  const userConfigs = new UserConfigService(db.prisma, {
+    presets,
+    secrets: encryptionKey ? new SecretBox(encryptionKey) : undefined,
+    allowCustomBaseUrl: config.ALLOW_CUSTOM_BASE_URL,
+    maxSystemPromptChars: config.MAX_CONTENT_CHARS,
+  });
+  const chat = new ChatService(
+    db.prisma,
+    broker,
+    userConfigs,
+    {
+      flushMs: config.STREAM_FLUSH_MS,
+      leaseMs: config.STREAM_LEASE_MS,
+      maxEvents: config.STREAM_MAX_EVENTS,
+      maxContentChars: config.MAX_CONTENT_CHARS,
+      model: { timeoutMs: config.LLM_TIMEOUT_MS, idleTimeoutMs: config.LLM_IDLE_TIMEOUT_MS, maxRetries: config.LLM_MAX_RETRIES },
+      singleInstance: !redis,
+    },
+    logger,
+  );
+  await chat.start();
   const services: Services = {
     conversations: new ConversationService(db.prisma),
     messages: new MessageService(db.prisma, { maxContentChars: config.MAX_CONTENT_CHARS }),
+    chat,
+    userConfigs,
+    presets,
   };
   const authenticate = createAuthenticator(config.AUTH_JWT_SECRET);
   const shutdown = new AbortController();
@@ -118,17 +163,13 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   server.keepAliveTimeout = 65_000;
 
   async function health(res: ServerResponse) {
-    const started = performance.now();
-    let database: { status: 'up' | 'down'; latencyMs?: number; error?: string };
-    try {
-      await withTimeout(db.ping(), HEALTH_TIMEOUT_MS);
-      database = { status: 'up', latencyMs: Math.round((performance.now() - started) * 10) / 10 };
-    } catch (error) {
-      database = { status: 'down', error: error instanceof Error ? error.message.split('\n')[0] : 'unreachable' };
-    }
+    const [database, cache] = await Promise.all([probe(() => db.ping()), redis ? probe(() => redis.commands.ping()) : undefined]);
     const ok = database.status === 'up';
+    const body: Record<string, unknown> = { status: ok ? (cache?.status === 'down' ? 'degraded' : 'ok') : 'unavailable', database: { provider: db.provider, ...database } };
+    // Redis down degrades streaming across instances; the database still serves everything else.
+    if (cache) body.redis = cache.status === 'up' ? cache : { ...cache, status: 'degraded' };
     res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-    res.end(JSON.stringify({ status: ok ? 'ok' : 'unavailable', database: { provider: db.provider, ...database } }));
+    res.end(JSON.stringify(body));
   }
 
   const wsServer = new WebSocketServer({ server, path: GRAPHQL_PATH, maxPayload: config.MAX_BODY_BYTES });
@@ -199,7 +240,10 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
       const deadline = Date.now() + config.SHUTDOWN_TIMEOUT_MS;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
-      // Subscriptions end on this signal, so SSE responses finish like any other request.
+      // Replies being generated here end INTERRUPTED, and their subscribers get the terminal event.
+      await chat.shutdown();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      // Other subscriptions end on this signal, so SSE responses finish like any other request.
       shutdown.abort();
       for (const client of wsServer.clients) client.close(1001, 'server shutting down');
       await ws.dispose();
@@ -212,10 +256,41 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
       }
       server.closeAllConnections();
       await closed;
+      await broker.close();
+      if (redis) await Promise.all([redis.commands.quit().catch(() => {}), redis.subscriber.quit().catch(() => {})]);
       await db.close();
       logger.info('Parley stopped');
     },
   };
+}
+
+/** Two connections: commands and publishes, and one in subscriber mode. */
+function connectRedis(url: string, logger: Logger): { commands: Redis; subscriber: Redis } {
+  const connect = (role: string) => {
+    const redis = new Redis(url, { maxRetriesPerRequest: 2, connectTimeout: 2000 });
+    let down = false;
+    redis.on('error', (error) => {
+      if (down) return;
+      down = true;
+      logger.error({ err: error, role }, 'Redis connection failed');
+    });
+    redis.on('ready', () => {
+      if (down) logger.info({ role }, 'Redis connection is back');
+      down = false;
+    });
+    return redis;
+  };
+  return { commands: connect('commands'), subscriber: connect('subscriber') };
+}
+
+async function probe(check: () => Promise<unknown>): Promise<{ status: 'up' | 'down'; latencyMs?: number; error?: string }> {
+  const started = performance.now();
+  try {
+    await withTimeout(check(), HEALTH_TIMEOUT_MS);
+    return { status: 'up', latencyMs: Math.round((performance.now() - started) * 10) / 10 };
+  } catch (error) {
+    return { status: 'down', error: error instanceof Error ? error.message.split('\n')[0] : 'unreachable' };
+  }
 }
 
 function authorizationParam(connectionParams: unknown): string | undefined {

@@ -3,6 +3,11 @@ import { builder } from '../builder.ts';
 
 export const Role = builder.enumType('Role', { values: ['SYSTEM', 'USER', 'ASSISTANT'] as const });
 
+export const MessageStatus = builder.enumType('MessageStatus', {
+  description: 'STREAMING while a model writes the reply; the others are final.',
+  values: ['STREAMING', 'COMPLETE', 'STOPPED', 'FAILED', 'INTERRUPTED'] as const,
+});
+
 export const Message = builder.prismaObject('Message', {
   fields: (t) => ({
     id: t.exposeID('id'),
@@ -12,6 +17,12 @@ export const Message = builder.prismaObject('Message', {
     tokenCount: t.exposeInt('tokenCount', { nullable: true }),
     metadata: t.expose('metadata', { type: 'JSON', nullable: true }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    status: t.expose('status', { type: MessageStatus }),
+    model: t.exposeString('model', { nullable: true }),
+    finishReason: t.exposeString('finishReason', { nullable: true }),
+    promptTokens: t.exposeInt('promptTokens', { nullable: true }),
+    completionTokens: t.exposeInt('completionTokens', { nullable: true }),
+    error: t.exposeString('error', { nullable: true }),
   }),
 });
 

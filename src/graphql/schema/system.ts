@@ -1,4 +1,5 @@
 import { setInterval as every } from 'node:timers/promises';
+import { abortable } from '../../streaming/abortable.ts';
 import { badInput } from '../errors.ts';
 import { builder } from '../builder.ts';
 
@@ -17,22 +18,22 @@ builder.subscriptionField('serverTime', (t) =>
     subscribe: (_, { intervalMs, count }, ctx) => {
       if (intervalMs < 10 || intervalMs > 60_000) throw badInput('intervalMs', 'must be between 10 and 60000');
       if (count != null && count < 1) throw badInput('count', 'must be at least 1');
-      return ticks(intervalMs, count ?? Number.POSITIVE_INFINITY, ctx.shutdown);
+      return abortable((signal) => ticks(intervalMs, count ?? Number.POSITIVE_INFINITY, signal), ctx.shutdown);
     },
     resolve: (time) => time,
   }),
 );
 
-async function* ticks(intervalMs: number, count: number, shutdown: AbortSignal): AsyncGenerator<Date> {
-  if (shutdown.aborted) return;
+async function* ticks(intervalMs: number, count: number, signal: AbortSignal): AsyncGenerator<Date> {
+  if (signal.aborted) return;
   let sent = 0;
   try {
     yield new Date();
-    for await (const _ of every(intervalMs, undefined, { signal: shutdown })) {
+    for await (const _ of every(intervalMs, undefined, { signal })) {
       if (++sent >= count) return;
       yield new Date();
     }
   } catch (error) {
-    if (!shutdown.aborted) throw error;
+    if (!signal.aborted) throw error;
   }
 }

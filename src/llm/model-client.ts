@@ -1,0 +1,130 @@
+// Streams a chat completion from any OpenAI-compatible endpoint through the `openai` client, or
+// from the built-in local-echo model. openai's own timeout ends at the response headers, so the
+// first chunk and every gap between chunks have watchdogs of their own.
+import OpenAI from 'openai';
+import { countTokens } from './tokens.ts';
+
+export interface ChatTurn {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+}
+
+export interface CompletionRequest {
+  /** null: the local-echo model. */
+  baseUrl: string | null;
+  apiKey?: string;
+  model: string;
+  messages: ChatTurn[];
+  maxTokens: number;
+  temperature: number;
+}
+
+export interface CompletionResult {
+  finishReason: string | null;
+  model: string;
+  usage?: { promptTokens: number; completionTokens: number };
+}
+
+export interface ModelClientOptions {
+  /** From the request until the first chunk. */
+  timeoutMs: number;
+  /** Longest silence between chunks. */
+  idleTimeoutMs: number;
+  maxRetries: number;
+}
+
+/** A failure of the model call, with a message fit for `Message.error`. */
+export class ModelError extends Error {
+  override name = 'ModelError';
+}
+
+export type CompletionStream = AsyncGenerator<string, CompletionResult>;
+
+export function streamCompletion(request: CompletionRequest, signal: AbortSignal, options: ModelClientOptions): CompletionStream {
+  return request.baseUrl === null ? localEcho(request, signal) : openAiStream({ ...request, baseUrl: request.baseUrl }, signal, options);
+}
+
+async function* openAiStream(request: CompletionRequest & { baseUrl: string }, signal: AbortSignal, options: ModelClientOptions): CompletionStream {
+  const controller = new AbortController();
+  const abort = () => controller.abort();
+  signal.addEventListener('abort', abort, { once: true });
+  let watchdog: NodeJS.Timeout | undefined;
+  let stalled: string | undefined;
+  const arm = (ms: number, problem: string) => {
+    clearTimeout(watchdog);
+    watchdog = setTimeout(() => {
+      stalled = problem;
+      controller.abort();
+    }, ms);
+  };
+  try {
+    arm(options.timeoutMs, `the model did not answer within ${options.timeoutMs} ms`);
+    const client = new OpenAI({
+      baseURL: request.baseUrl,
+      apiKey: request.apiKey || 'none',
+      timeout: options.timeoutMs,
+      maxRetries: options.maxRetries,
+    });
+    const stream = await client.chat.completions.create(
+      {
+        model: request.model,
+        messages: request.messages,
+        max_tokens: request.maxTokens,
+        temperature: request.temperature,
+        stream: true,
+        stream_options: { include_usage: true },
+      },
+      { signal: controller.signal },
+    );
+    let finishReason: string | null = null;
+    let model = request.model;
+    let usage: CompletionResult['usage'];
+    for await (const chunk of stream) {
+      arm(options.idleTimeoutMs, `the model stream stalled: no data for ${options.idleTimeoutMs} ms`);
+      if (chunk.model) model = chunk.model;
+      if (chunk.usage) usage = { promptTokens: chunk.usage.prompt_tokens, completionTokens: chunk.usage.completion_tokens };
+      const choice = chunk.choices[0];
+      if (choice?.finish_reason) finishReason = choice.finish_reason;
+      const delta = choice?.delta?.content;
+      if (delta) yield delta;
+    }
+    return { finishReason, model, usage };
+  } catch (error) {
+    if (signal.aborted) throw error;
+    throw new ModelError(stalled ?? describe(error));
+  } finally {
+    clearTimeout(watchdog);
+    signal.removeEventListener('abort', abort);
+    controller.abort();
+  }
+}
+
+function describe(error: unknown): string {
+  if (error instanceof OpenAI.APIConnectionTimeoutError) return 'the model did not answer in time';
+  if (error instanceof OpenAI.APIError && error.status) return `the model request failed with HTTP ${error.status}: ${firstLine(error.message)}`;
+  if (error instanceof OpenAI.APIConnectionError) return `could not reach the model: ${firstLine(String((error as { cause?: unknown }).cause ?? error.message))}`;
+  return `the model connection failed: ${firstLine(error instanceof Error ? error.message : String(error))}`;
+}
+
+const firstLine = (text: string) => text.split('\n')[0]!.slice(0, 300);
+
+const ECHO_TOKEN_MS = 15;
+
+/** Deterministic and offline: repeats the last user message, a word at a time. */
+async function* localEcho(request: CompletionRequest, signal: AbortSignal): CompletionStream {
+  const prompt = [...request.messages].reverse().find((m) => m.role === 'user')?.content ?? '';
+  const reply = `You said: ${prompt.trim()}\n\n(This reply comes from local-echo, Parley's built-in stand-in model. Set LLM_API_URL and LLM_MODEL to talk to a real one.)`;
+  const words = reply.match(/\S+\s*/g) ?? [];
+  const limited = words.slice(0, request.maxTokens);
+  for (const word of limited) {
+    if (signal.aborted) throw signal.reason;
+    await new Promise((resolve) => setTimeout(resolve, ECHO_TOKEN_MS));
+    yield word;
+  }
+  const content = limited.join('');
+  return {
+    finishReason: limited.length < words.length ? 'length' : 'stop',
+    model: request.model,
+    usage: { promptTokens: request.messages.reduce((n, m) => n + countTokens(m.content), 0), completionTokens: countTokens(content) },
+  };
+}

@@ -1,0 +1,427 @@
+// sendMessage, the background generation, stopGeneration, and recovery of replies whose instance
+// died. Every way a reply can end goes through `finalize`: seal the stream log (one winner, on
+// any instance), save the message, then append the terminal event.
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import type { Viewer } from '../auth.ts';
+import type { Db } from '../db/client.ts';
+import { Prisma, type Conversation, type Message } from '../generated/prisma/sqlite/client.ts';
+import { notFound } from '../graphql/errors.ts';
+import { ModelError, streamCompletion, type ModelClientOptions } from '../llm/model-client.ts';
+import { countTokens } from '../llm/tokens.ts';
+import type { Logger } from '../logger.ts';
+import type { MessageStatus, StreamBroker, StreamEvent } from '../streaming/events.ts';
+import { abortable } from '../streaming/abortable.ts';
+import { followMessage, type FinishedMessage } from '../streaming/follow.ts';
+import { buildContext } from './chat-context.ts';
+import { parseInput } from './input.ts';
+import { maxTokensSchema, modelNameSchema, temperatureSchema, type ModelSettings, type UserConfigService } from './user-config.ts';
+
+export interface ChatOptions {
+  flushMs: number;
+  leaseMs: number;
+  maxEvents: number;
+  maxContentChars: number;
+  model: ModelClientOptions;
+  /** Without a shared broker no other instance can own a reply: recover all at start. */
+  singleInstance: boolean;
+}
+
+export interface SendResult {
+  conversation: Conversation;
+  userMessage: Message;
+  assistantMessage: Message;
+}
+
+interface Outcome {
+  status: Exclude<MessageStatus, 'STREAMING'>;
+  error?: string | null;
+  finishReason?: string | null;
+  model?: string;
+  promptTokens?: number | null;
+  completionTokens?: number | null;
+}
+
+interface Generation {
+  controller: AbortController;
+  /** Text published so far, kept for the database checkpoint. */
+  content: string;
+  checkpointed: number;
+  done: Promise<void>;
+}
+
+const TITLE_INPUT_CHARS = 500;
+const MAX_TITLE_CHARS = 80;
+
+export class ChatService {
+  private readonly generations = new Map<string, Generation>();
+  private readonly sendSchema;
+  private timers: NodeJS.Timeout[] = [];
+  private readonly closing = new AbortController();
+
+  constructor(
+    private readonly db: Db,
+    private readonly broker: StreamBroker,
+    private readonly userConfigs: UserConfigService,
+    private readonly options: ChatOptions,
+    private readonly logger: Logger,
+  ) {
+    this.sendSchema = z.object({
+      conversationId: z.string().nullish(),
+      content: z
+        .string()
+        .refine((s) => s.trim().length > 0, 'must not be empty')
+        .refine((s) => s.length <= options.maxContentChars, `must be at most ${options.maxContentChars} characters`),
+      clientMessageId: z.string().min(1, 'must not be empty').max(128, 'must be at most 128 characters').nullish(),
+      presetId: z.string().nullish(),
+      model: modelNameSchema.nullish(),
+      temperature: temperatureSchema.nullish(),
+      maxTokens: maxTokensSchema.nullish(),
+    });
+  }
+
+  /** Starts the lease heartbeat and the recovery of replies whose instance died. */
+  async start(): Promise<void> {
+    this.broker.onStopRequest((messageId) => this.generations.get(messageId)?.controller.abort('stopped'));
+    await this.recover(this.options.singleInstance);
+    const every = Math.max(100, Math.floor(this.options.leaseMs / 3));
+    this.timers.push(
+      setInterval(() => void this.heartbeat().catch((error) => this.logger.error({ err: error }, 'lease heartbeat failed')), every).unref(),
+      setInterval(() => void this.recover(false).catch((error) => this.logger.error({ err: error }, 'recovery sweep failed')), every).unref(),
+    );
+  }
+
+  async send(viewer: Viewer, rawInput: unknown): Promise<SendResult> {
+    const input = parseInput(this.sendSchema, rawInput, 'input');
+    if (input.clientMessageId) {
+      const previous = await this.previousSend(viewer, input.clientMessageId);
+      if (previous) return previous;
+    }
+    const settings = await this.userConfigs.modelSettings(viewer, input);
+    const context = await buildContext(this.db, viewer, input.conversationId ?? null, input.content, settings);
+    let created: SendResult;
+    try {
+      created = await this.db.$transaction(async (tx) => {
+        let conversation: { id: string; lastSeq: number };
+        if (input.conversationId != null) {
+          const { count } = await tx.conversation.updateMany({ where: { id: input.conversationId, userId: viewer.userId }, data: { lastSeq: { increment: 2 } } });
+          if (count === 0) throw notFound('conversation');
+          conversation = await tx.conversation.findUniqueOrThrow({ where: { id: input.conversationId }, select: { id: true, lastSeq: true } });
+        } else {
+          conversation = await tx.conversation.create({ data: { userId: viewer.userId, lastSeq: 2 }, select: { id: true, lastSeq: true } });
+        }
+        const userMessage = await tx.message.create({
+          data: {
+            conversationId: conversation.id,
+            userId: viewer.userId,
+            seq: conversation.lastSeq - 1,
+            role: 'USER',
+            content: input.content,
+            tokenCount: context.newMessageTokens,
+            clientMessageId: input.clientMessageId ?? null,
+          },
+        });
+        const assistantMessage = await tx.message.create({
+          data: {
+            conversationId: conversation.id,
+            userId: viewer.userId,
+            seq: conversation.lastSeq,
+            role: 'ASSISTANT',
+            content: '',
+            status: 'STREAMING',
+            model: settings.model,
+            promptTokens: context.promptTokens,
+            leaseExpiresAt: new Date(Date.now() + this.options.leaseMs),
+            metadata: {
+              presetId: settings.presetId,
+              context: {
+                includedMessages: context.includedMessages,
+                omittedMessages: context.omittedMessages,
+                omittedMessageIds: context.omittedMessageIds,
+                promptTokens: context.promptTokens,
+              },
+            },
+          },
+        });
+        return { conversation: await tx.conversation.findUniqueOrThrow({ where: { id: conversation.id } }), userMessage, assistantMessage };
+      });
+    } catch (error) {
+      // A concurrent retry with the same clientMessageId won the insert: answer with its messages.
+      if (input.clientMessageId && error instanceof Prisma.PrismaClientKnownRequestError && error.code === 'P2002') {
+        const previous = await this.previousSend(viewer, input.clientMessageId);
+        if (previous) return previous;
+      }
+      throw error;
+    }
+    this.generate(created.assistantMessage, created.conversation, context.turns, settings);
+    return created;
+  }
+
+  private async previousSend(viewer: Viewer, clientMessageId: string): Promise<SendResult | null> {
+    const userMessage = await this.db.message.findUnique({ where: { userId_clientMessageId: { userId: viewer.userId, clientMessageId } } });
+    if (!userMessage) return null;
+    const [conversation, assistantMessage] = await Promise.all([
+      this.db.conversation.findUniqueOrThrow({ where: { id: userMessage.conversationId } }),
+      this.db.message.findUniqueOrThrow({ where: { conversationId_seq: { conversationId: userMessage.conversationId, seq: userMessage.seq + 1 } } }),
+    ]);
+    return { conversation, userMessage, assistantMessage };
+  }
+
+  /** Runs the model in the background; the reply ends through finalize, whatever happens. */
+  private generate(message: Message, conversation: Conversation, turns: { role: 'system' | 'user' | 'assistant'; content: string }[], settings: ModelSettings): void {
+    const controller = new AbortController();
+    const generation: Generation = { controller, content: '', checkpointed: 0, done: Promise.resolve() };
+    this.generations.set(message.id, generation);
+    generation.done = this.run(message, turns, settings, generation)
+      .catch((error) => {
+        this.logger.error({ err: error, messageId: message.id }, 'generation failed unexpectedly');
+        return undefined;
+      })
+      .finally(() => this.generations.delete(message.id))
+      .then((status) => (status === 'COMPLETE' && conversation.title === null ? this.nameConversation(conversation.id, turns.at(-1)!.content, settings) : undefined))
+      .catch((error) => this.logger.warn({ err: error, conversationId: conversation.id }, 'could not title the conversation'));
+  }
+
+  /** Returns how the reply ended, or undefined when another party ended it. */
+  private async run(message: Message, turns: { role: 'system' | 'user' | 'assistant'; content: string }[], settings: ModelSettings, generation: Generation): Promise<Outcome['status'] | undefined> {
+    const { controller } = generation;
+    let seq = 0;
+    let buffer = '';
+    let timer: NodeJS.Timeout | undefined;
+    let lost = false;
+    let publishing = Promise.resolve();
+    // The last event slot is the terminal's: past this, text waits for the end.
+    const lastDeltaSeq = this.options.maxEvents - 2;
+
+    const publish = () => {
+      clearTimeout(timer);
+      timer = undefined;
+      if (!buffer || seq > lastDeltaSeq || (seq === lastDeltaSeq && !controller.signal.aborted && !ended)) return;
+      const event: StreamEvent = { seq: seq++, delta: buffer, done: false, status: 'STREAMING' };
+      generation.content += buffer;
+      buffer = '';
+      // Never awaited by the read loop: appends queue up in order behind each other.
+      publishing = publishing.then(async () => {
+        if (lost) return;
+        const result = await this.broker.append(message.id, event).catch((error) => {
+          this.logger.warn({ err: error, messageId: message.id }, 'could not publish a stream event');
+          return 'ok' as const;
+        });
+        if (result !== 'ok') {
+          lost = true;
+          controller.abort('lost');
+        }
+      });
+    };
+
+    let ended = false;
+    let outcome: Outcome;
+    try {
+      const stream = streamCompletion(
+        { baseUrl: settings.baseUrl, apiKey: settings.apiKey, model: settings.model, messages: turns, maxTokens: settings.maxTokens, temperature: settings.temperature },
+        controller.signal,
+        this.options.model,
+      );
+      let first = true;
+      for (;;) {
+        const next = await stream.next();
+        if (next.done) {
+          ended = true;
+          publish();
+          const content = generation.content;
+          outcome = {
+            status: 'COMPLETE',
+            finishReason: next.value.finishReason,
+            model: next.value.model,
+            promptTokens: next.value.usage?.promptTokens ?? message.promptTokens,
+            completionTokens: next.value.usage?.completionTokens ?? countTokens(content),
+          };
+          break;
+        }
+        buffer += next.value;
+        if (first) {
+          first = false;
+          publish();
+        } else {
+          timer ??= setTimeout(publish, this.options.flushMs);
+        }
+      }
+    } catch (error) {
+      clearTimeout(timer);
+      const reason = controller.signal.reason;
+      if (controller.signal.aborted && (reason === 'stopped' || reason === 'lost')) {
+        await publishing;
+        return undefined;
+      }
+      ended = true;
+      publish();
+      if (controller.signal.aborted && reason === 'shutdown') {
+        outcome = { status: 'INTERRUPTED', error: 'the server shut down while this reply was being generated' };
+      } else if (error instanceof ModelError) {
+        outcome = { status: 'FAILED', error: error.message };
+      } else {
+        this.logger.error({ err: error, messageId: message.id }, 'model call failed');
+        outcome = { status: 'FAILED', error: 'the reply could not be generated' };
+      }
+      outcome.completionTokens = countTokens(generation.content);
+    }
+    await publishing;
+    if (lost) return undefined;
+    return (await this.finalize(message.id, outcome, generation.content)) ? outcome.status : undefined;
+  }
+
+  /**
+   * Ends a reply: the first caller to seal its stream log saves the message and appends the
+   * terminal event; everybody else returns false. Content is what was published, so it always
+   * equals the concatenated deltas subscribers saw.
+   */
+  private async finalize(messageId: string, outcome: Outcome, ownContent?: string): Promise<boolean> {
+    const token = randomUUID();
+    const sealed = await this.broker.seal(messageId, token);
+    if (!sealed.won) return false;
+    let content = sealed.events.length > 0 ? sealed.events.map((e) => e.delta).join('') : ownContent;
+    if (content === undefined) {
+      // The log is gone (a restart without Redis): keep the last checkpoint.
+      content = (await this.db.message.findUnique({ where: { id: messageId }, select: { content: true } }))?.content ?? '';
+    }
+    const { count } = await this.db.message.updateMany({
+      where: { id: messageId, status: 'STREAMING' },
+      data: {
+        status: outcome.status,
+        content,
+        error: outcome.error ?? null,
+        finishReason: outcome.finishReason ?? null,
+        ...(outcome.model ? { model: outcome.model } : {}),
+        ...(outcome.promptTokens != null ? { promptTokens: outcome.promptTokens } : {}),
+        completionTokens: outcome.completionTokens ?? countTokens(content),
+        leaseExpiresAt: null,
+      },
+    });
+    const saved = count === 1 ? { status: outcome.status, error: outcome.error ?? null } : await this.db.message.findUnique({ where: { id: messageId }, select: { status: true, error: true } });
+    const seq = sealed.events.length;
+    await this.broker.append(messageId, { seq, delta: '', done: true, status: saved?.status ?? outcome.status, error: saved?.error ?? null }, token);
+    return true;
+  }
+
+  /** Stops a reply from any instance; a finished message comes back unchanged. */
+  async stop(viewer: Viewer, messageId: string): Promise<Message> {
+    const message = await this.db.message.findFirst({ where: { id: messageId, userId: viewer.userId } });
+    if (!message) throw notFound('message');
+    if (message.status !== 'STREAMING') return message;
+    this.generations.get(messageId)?.controller.abort('stopped');
+    const finalized = await this.finalize(messageId, { status: 'STOPPED' });
+    await this.broker.requestStop(messageId).catch((error) => this.logger.warn({ err: error }, 'could not broadcast a stop'));
+    if (!finalized) {
+      // Someone else is ending it right now: wait for their save.
+      for (let i = 0; i < 50; i++) {
+        const current = await this.db.message.findUniqueOrThrow({ where: { id: messageId } });
+        if (current.status !== 'STREAMING') return current;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    return this.db.message.findUniqueOrThrow({ where: { id: messageId } });
+  }
+
+  /**
+   * The viewer's message as a stream of events after `afterSeq`. Checks ownership before anything
+   * else: a foreign or missing id is NOT_FOUND and yields nothing.
+   */
+  async follow(viewer: Viewer, messageId: string, afterSeq: number, shutdown: AbortSignal): Promise<AsyncGenerator<StreamEvent & { messageId: string }>> {
+    const message = await this.db.message.findFirst({ where: { id: messageId, userId: viewer.userId }, select: { status: true, error: true, content: true } });
+    if (!message) throw notFound('message');
+    const broker = this.broker;
+    const options = {
+      afterSeq,
+      finished: finishedState(message),
+      checkEveryMs: Math.min(2000, Math.max(100, Math.floor(this.options.leaseMs / 3))),
+      loadFinished: async () => finishedState(await this.db.message.findUnique({ where: { id: messageId }, select: { status: true, error: true, content: true } })),
+    };
+    return abortable(async function* (signal) {
+      for await (const event of followMessage(broker, messageId, { ...options, signal })) yield { ...event, messageId };
+    }, shutdown);
+  }
+
+  private async heartbeat(): Promise<void> {
+    if (this.generations.size === 0) return;
+    await this.db.message.updateMany({
+      where: { id: { in: [...this.generations.keys()] }, status: 'STREAMING' },
+      data: { leaseExpiresAt: new Date(Date.now() + this.options.leaseMs) },
+    });
+    // Partial text survives a crash even without the shared log.
+    for (const [id, generation] of this.generations) {
+      if (generation.content.length === generation.checkpointed) continue;
+      generation.checkpointed = generation.content.length;
+      await this.db.message.updateMany({ where: { id, status: 'STREAMING' }, data: { content: generation.content } });
+    }
+  }
+
+  /** Ends replies whose instance stopped renewing its lease (at start: all, if single-instance). */
+  private async recover(everything: boolean): Promise<void> {
+    if (this.closing.signal.aborted) return;
+    const orphans = await this.db.message.findMany({
+      where: { status: 'STREAMING', ...(everything ? {} : { leaseExpiresAt: { lt: new Date() } }) },
+      select: { id: true },
+      take: 100,
+    });
+    for (const { id } of orphans) {
+      if (this.generations.has(id)) continue;
+      const finalized = await this.finalize(id, { status: 'INTERRUPTED', error: 'the server generating this reply stopped before it finished' });
+      if (finalized) this.logger.warn({ messageId: id }, 'marked an orphaned reply INTERRUPTED');
+    }
+  }
+
+  /** A short title from the start of the first exchange, saved only if there is still none. */
+  private async nameConversation(conversationId: string, firstInput: string, settings: ModelSettings): Promise<void> {
+    if (this.closing.signal.aborted) return;
+    const input = firstInput.slice(0, TITLE_INPUT_CHARS);
+    let title = '';
+    if (settings.baseUrl !== null) {
+      const stream = streamCompletion(
+        {
+          baseUrl: settings.baseUrl,
+          apiKey: settings.apiKey,
+          model: settings.model,
+          maxTokens: 24,
+          temperature: 0.2,
+          messages: [
+            { role: 'system', content: 'Write a title of at most six words for a conversation that starts with the user message below. Answer with the title only.' },
+            { role: 'user', content: input },
+          ],
+        },
+        this.closing.signal,
+        this.options.model,
+      );
+      try {
+        for (;;) {
+          const next = await stream.next();
+          if (next.done) break;
+          title += next.value;
+        }
+      } catch (error) {
+        this.logger.warn({ err: error, conversationId }, 'title generation failed; using the first words');
+        title = '';
+      }
+    }
+    title = cleanTitle(title) || cleanTitle(input.split(/\s+/).slice(0, 6).join(' '));
+    if (!title) return;
+    await this.db.conversation.updateMany({ where: { id: conversationId, title: null }, data: { title } });
+  }
+
+  /** Ends every local generation as INTERRUPTED, saving what was published. */
+  async shutdown(): Promise<void> {
+    this.closing.abort('shutdown');
+    for (const timer of this.timers) clearInterval(timer);
+    const running = [...this.generations.values()];
+    for (const generation of running) generation.controller.abort('shutdown');
+    await Promise.all(running.map((g) => g.done));
+  }
+}
+
+function finishedState(message: { status: MessageStatus; error: string | null; content: string } | null): FinishedMessage | null {
+  return message && message.status !== 'STREAMING' ? message : null;
+}
+
+function cleanTitle(text: string): string {
+  const line = text.replace(/\s+/g, ' ').trim().replace(/^["'«“]+|["'»”.]+$/g, '').trim();
+  return line.length > MAX_TITLE_CHARS ? `${line.slice(0, MAX_TITLE_CHARS - 1).trimEnd()}…` : line;
+}

@@ -1,0 +1,94 @@
+// Follows one message's stream for one subscriber: the replay log from `afterSeq + 1`, then live
+// events, each exactly once and in seq order, ending with the terminal event.
+import type { MessageStatus, StreamBroker, StreamEvent } from './events.ts';
+
+/** The saved state of a message that is no longer streaming. */
+export interface FinishedMessage {
+  status: MessageStatus;
+  error: string | null;
+  content: string;
+}
+
+export interface FollowOptions {
+  afterSeq: number;
+  /** Reads the message from the database; null while it is still streaming. */
+  loadFinished: () => Promise<FinishedMessage | null>;
+  /** After this much silence the database is asked whether the message ended. */
+  checkEveryMs: number;
+  signal: AbortSignal;
+  /** The message as the caller already read it, when it had ended. */
+  finished?: FinishedMessage | null;
+}
+
+export async function* followMessage(broker: StreamBroker, messageId: string, options: FollowOptions): AsyncGenerator<StreamEvent> {
+  let next = options.afterSeq + 1;
+  const live = new Map<number, StreamEvent>();
+  let wake: (() => void) | undefined;
+  const stopListening = await broker.listen(messageId, (event) => {
+    if (event.seq >= next) live.set(event.seq, event);
+    wake?.();
+  });
+  const onAbort = () => wake?.();
+  options.signal.addEventListener('abort', onAbort);
+
+  // Yields the events that continue the sequence; true once the terminal event went out.
+  const take = function* (events: Iterable<StreamEvent>): Generator<StreamEvent, boolean> {
+    for (const event of events) {
+      if (event.seq !== next) continue;
+      next++;
+      yield event;
+      if (event.done) return true;
+    }
+    return false;
+  };
+
+  // The end of a message that is no longer streaming: the log holds the rest, unless it expired.
+  const finish = async function* (finished: FinishedMessage): AsyncGenerator<StreamEvent> {
+    if (yield* take(await broker.read(messageId, next))) return;
+    if (yield* take([...live.values()].sort((a, b) => a.seq - b.seq))) return;
+    if (next === 0 && finished.content) {
+      yield { seq: next++, delta: finished.content, done: false, status: 'STREAMING' };
+    }
+    yield { seq: next, delta: '', done: true, status: finished.status, error: finished.error };
+  };
+
+  try {
+    if (yield* take(await broker.read(messageId, next))) return;
+    if (options.finished) return yield* finish(options.finished);
+    let gapReads = 0;
+    for (;;) {
+      // Events already received go out first, so a terminal event is never cut off by a shutdown.
+      while (live.has(next)) {
+        const event = live.get(next)!;
+        live.delete(next);
+        if (yield* take([event])) return;
+      }
+      if (options.signal.aborted) return;
+      for (const seq of live.keys()) if (seq < next) live.delete(seq);
+      if (live.size > 0) {
+        // A later event arrived first: the ones before it are already in the log.
+        if (yield* take(await broker.read(messageId, next))) return;
+        if (!live.has(next) && ++gapReads < 100) {
+          await new Promise((resolve) => setTimeout(resolve, 5));
+          continue;
+        }
+      }
+      gapReads = 0;
+      if (live.has(next)) continue;
+      const woken = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), options.checkEveryMs);
+        wake = () => {
+          clearTimeout(timer);
+          resolve(true);
+        };
+      });
+      wake = undefined;
+      if (woken) continue;
+      const finished = await options.loadFinished();
+      if (finished) return yield* finish(finished);
+    }
+  } finally {
+    options.signal.removeEventListener('abort', onAbort);
+    stopListening();
+  }
+}
