@@ -12,6 +12,6 @@ const redact = [
   'connectionParams',
 ];
 
-export function createLogger(level: string): Logger {
-  return pino({ level, redact: { paths: redact, censor: '[redacted]' }, base: { service: 'parley' } });
+export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
+  return pino({ level, redact: { paths: redact, censor: '[redacted]' }, base: { service: 'parley' } }, destination);
 }

@@ -88,9 +88,12 @@ async function* openAiStream(request: CompletionRequest & { baseUrl: string }, s
       const delta = choice?.delta?.content;
       if (delta) yield delta;
     }
+    // openai's stream ends quietly when aborted: an abort must not pass for the end of the reply.
+    if (controller.signal.aborted) throw signal.aborted ? signal.reason : new ModelError(stalled ?? 'the model stream was cut off');
     return { finishReason, model, usage };
   } catch (error) {
-    if (signal.aborted) throw error;
+    if (signal.aborted) throw signal.reason;
+    if (error instanceof ModelError) throw error;
     throw new ModelError(stalled ?? describe(error));
   } finally {
     clearTimeout(watchdog);

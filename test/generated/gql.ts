@@ -14,6 +14,9 @@ import type { TypedDocumentNode as DocumentNode } from '@graphql-typed-document-
  * Learn more about it here: https://the-guild.dev/graphql/codegen/plugins/presets/preset-client#reducing-bundle-size
  */
 type Documents = {
+    "\n  mutation UpdateUserConfig($input: UpdateUserConfigInput!) {\n    updateUserConfig(input: $input) { presetId model baseUrl hasApiKey maxTokens temperature systemPrompt contextTokens }\n  }\n": typeof types.UpdateUserConfigDocument,
+    "\n  query Settings { userConfig { presetId model baseUrl hasApiKey maxTokens temperature systemPrompt contextTokens } modelPresets { id name model baseUrl } }\n": typeof types.SettingsDocument,
+    "\n  query MessageDetails($id: ID!) {\n    conversation(id: $id) { title messages(last: 10) { edges { node { id role content status model finishReason promptTokens completionTokens error metadata } } } }\n  }\n": typeof types.MessageDetailsDocument,
     "\n  mutation CreateConversation($input: CreateConversationInput) {\n    createConversation(input: $input) { id title archived createdAt updatedAt messageCount }\n  }\n": typeof types.CreateConversationDocument,
     "\n  mutation UpdateConversation($input: UpdateConversationInput!) {\n    updateConversation(input: $input) { id title archived updatedAt }\n  }\n": typeof types.UpdateConversationDocument,
     "\n  mutation DeleteConversation($id: ID!) { deleteConversation(id: $id) }\n": typeof types.DeleteConversationDocument,
@@ -34,10 +37,16 @@ type Documents = {
     "mutation ProbeClear($id: ID!) { clearMessages(conversationId: $id) }": typeof types.ProbeClearDocument,
     "\n  query ProbeMessagesAfter($id: ID!, $after: String) { conversation(id: $id) { messages(first: 10, after: $after) { edges { node { content } } } } }\n": typeof types.ProbeMessagesAfterDocument,
     "query Whoami { conversations(first: 1) { edges { node { id } } } }": typeof types.WhoamiDocument,
+    "\n  subscription MessageStream($messageId: ID!, $afterSeq: Int) {\n    messageStream(messageId: $messageId, afterSeq: $afterSeq) {\n      messageId seq delta done status error\n      message { id status content finishReason model promptTokens completionTokens error }\n    }\n  }\n": typeof types.MessageStreamDocument,
+    "\n  mutation SendMessage($input: SendMessageInput!) {\n    sendMessage(input: $input) {\n      conversation { id title }\n      userMessage { id role content status }\n      assistantMessage { id role content status model }\n    }\n  }\n": typeof types.SendMessageDocument,
+    "\n  mutation StopGeneration($messageId: ID!) { stopGeneration(messageId: $messageId) { id status content finishReason error } }\n": typeof types.StopGenerationDocument,
     "subscription Ticks($count: Int, $intervalMs: Int) { serverTime(count: $count, intervalMs: $intervalMs) }": typeof types.TicksDocument,
     "subscription BadInterval { serverTime(intervalMs: 1) }": typeof types.BadIntervalDocument,
 };
 const documents: Documents = {
+    "\n  mutation UpdateUserConfig($input: UpdateUserConfigInput!) {\n    updateUserConfig(input: $input) { presetId model baseUrl hasApiKey maxTokens temperature systemPrompt contextTokens }\n  }\n": types.UpdateUserConfigDocument,
+    "\n  query Settings { userConfig { presetId model baseUrl hasApiKey maxTokens temperature systemPrompt contextTokens } modelPresets { id name model baseUrl } }\n": types.SettingsDocument,
+    "\n  query MessageDetails($id: ID!) {\n    conversation(id: $id) { title messages(last: 10) { edges { node { id role content status model finishReason promptTokens completionTokens error metadata } } } }\n  }\n": types.MessageDetailsDocument,
     "\n  mutation CreateConversation($input: CreateConversationInput) {\n    createConversation(input: $input) { id title archived createdAt updatedAt messageCount }\n  }\n": types.CreateConversationDocument,
     "\n  mutation UpdateConversation($input: UpdateConversationInput!) {\n    updateConversation(input: $input) { id title archived updatedAt }\n  }\n": types.UpdateConversationDocument,
     "\n  mutation DeleteConversation($id: ID!) { deleteConversation(id: $id) }\n": types.DeleteConversationDocument,
@@ -58,6 +67,9 @@ const documents: Documents = {
     "mutation ProbeClear($id: ID!) { clearMessages(conversationId: $id) }": types.ProbeClearDocument,
     "\n  query ProbeMessagesAfter($id: ID!, $after: String) { conversation(id: $id) { messages(first: 10, after: $after) { edges { node { content } } } } }\n": types.ProbeMessagesAfterDocument,
     "query Whoami { conversations(first: 1) { edges { node { id } } } }": types.WhoamiDocument,
+    "\n  subscription MessageStream($messageId: ID!, $afterSeq: Int) {\n    messageStream(messageId: $messageId, afterSeq: $afterSeq) {\n      messageId seq delta done status error\n      message { id status content finishReason model promptTokens completionTokens error }\n    }\n  }\n": types.MessageStreamDocument,
+    "\n  mutation SendMessage($input: SendMessageInput!) {\n    sendMessage(input: $input) {\n      conversation { id title }\n      userMessage { id role content status }\n      assistantMessage { id role content status model }\n    }\n  }\n": types.SendMessageDocument,
+    "\n  mutation StopGeneration($messageId: ID!) { stopGeneration(messageId: $messageId) { id status content finishReason error } }\n": types.StopGenerationDocument,
     "subscription Ticks($count: Int, $intervalMs: Int) { serverTime(count: $count, intervalMs: $intervalMs) }": types.TicksDocument,
     "subscription BadInterval { serverTime(intervalMs: 1) }": types.BadIntervalDocument,
 };
@@ -76,6 +88,18 @@ const documents: Documents = {
  */
 export function graphql(source: string): unknown;
 
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation UpdateUserConfig($input: UpdateUserConfigInput!) {\n    updateUserConfig(input: $input) { presetId model baseUrl hasApiKey maxTokens temperature systemPrompt contextTokens }\n  }\n"): (typeof documents)["\n  mutation UpdateUserConfig($input: UpdateUserConfigInput!) {\n    updateUserConfig(input: $input) { presetId model baseUrl hasApiKey maxTokens temperature systemPrompt contextTokens }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query Settings { userConfig { presetId model baseUrl hasApiKey maxTokens temperature systemPrompt contextTokens } modelPresets { id name model baseUrl } }\n"): (typeof documents)["\n  query Settings { userConfig { presetId model baseUrl hasApiKey maxTokens temperature systemPrompt contextTokens } modelPresets { id name model baseUrl } }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query MessageDetails($id: ID!) {\n    conversation(id: $id) { title messages(last: 10) { edges { node { id role content status model finishReason promptTokens completionTokens error metadata } } } }\n  }\n"): (typeof documents)["\n  query MessageDetails($id: ID!) {\n    conversation(id: $id) { title messages(last: 10) { edges { node { id role content status model finishReason promptTokens completionTokens error metadata } } } }\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
@@ -156,6 +180,18 @@ export function graphql(source: "\n  query ProbeMessagesAfter($id: ID!, $after: 
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
 export function graphql(source: "query Whoami { conversations(first: 1) { edges { node { id } } } }"): (typeof documents)["query Whoami { conversations(first: 1) { edges { node { id } } } }"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  subscription MessageStream($messageId: ID!, $afterSeq: Int) {\n    messageStream(messageId: $messageId, afterSeq: $afterSeq) {\n      messageId seq delta done status error\n      message { id status content finishReason model promptTokens completionTokens error }\n    }\n  }\n"): (typeof documents)["\n  subscription MessageStream($messageId: ID!, $afterSeq: Int) {\n    messageStream(messageId: $messageId, afterSeq: $afterSeq) {\n      messageId seq delta done status error\n      message { id status content finishReason model promptTokens completionTokens error }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation SendMessage($input: SendMessageInput!) {\n    sendMessage(input: $input) {\n      conversation { id title }\n      userMessage { id role content status }\n      assistantMessage { id role content status model }\n    }\n  }\n"): (typeof documents)["\n  mutation SendMessage($input: SendMessageInput!) {\n    sendMessage(input: $input) {\n      conversation { id title }\n      userMessage { id role content status }\n      assistantMessage { id role content status model }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation StopGeneration($messageId: ID!) { stopGeneration(messageId: $messageId) { id status content finishReason error } }\n"): (typeof documents)["\n  mutation StopGeneration($messageId: ID!) { stopGeneration(messageId: $messageId) { id status content finishReason error } }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */

@@ -26,13 +26,18 @@ export interface StartOptions {
   onQuery?: (sql: string) => void;
   /** Reuse a database instead of creating one (it is not dropped on stop). */
   database?: TestDatabase;
+  /** Collects every log line, at trace level. */
+  logLines?: string[];
 }
 
 export async function startParley(options: StartOptions = {}): Promise<TestServer> {
   const owned = !options.database;
   const database = options.database ?? (await createTestDatabase(options.provider ?? 'sqlite'));
   const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', DATABASE_URL: database.url, LOG_LEVEL: 'silent', NODE_ENV: 'test', ...options.env });
-  const app = await buildApp(config, { logger: createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'), onQuery: options.onQuery });
+  const logger = options.logLines
+    ? createLogger('trace', { write: (line: string) => void options.logLines!.push(line) })
+    : createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
+  const app = await buildApp(config, { logger, onQuery: options.onQuery });
   const url = await app.start();
   return {
     app,

@@ -1,0 +1,354 @@
+// sendMessage → model → messageStream on one instance, against the scripted fake model through
+// the real openai client: the happy path, coalescing, context, idempotency, every failure mode,
+// stopping, settings, titles, and secrecy of the user's API key.
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { graphql } from './generated/gql.ts';
+import { FakeModel } from './support/fake-model.ts';
+import { errorOf, startParley, tokenFor, TEST_JWT_SECRET, type GraphQLClient, type TestServer } from './support/parley.ts';
+import { assertWellFormed, finishedMessage, followSse, followWs, SendMessage, StopGeneration, waitFor } from './support/streams.ts';
+import { wsClient } from './support/subscriptions.ts';
+
+const UpdateUserConfig = graphql(`
+  mutation UpdateUserConfig($input: UpdateUserConfigInput!) {
+    updateUserConfig(input: $input) { presetId model baseUrl hasApiKey maxTokens temperature systemPrompt contextTokens }
+  }
+`);
+const Settings = graphql(`
+  query Settings { userConfig { presetId model baseUrl hasApiKey maxTokens temperature systemPrompt contextTokens } modelPresets { id name model baseUrl } }
+`);
+const MessageDetails = graphql(`
+  query MessageDetails($id: ID!) {
+    conversation(id: $id) { title messages(last: 10) { edges { node { id role content status model finishReason promptTokens completionTokens error metadata } } } }
+  }
+`);
+
+const ENCRYPTION_KEY = 'a'.repeat(64);
+const USER_API_KEY = 'sk-user-secret-4c1d0e5f-do-not-leak';
+
+describe('chat on one instance', () => {
+  let model: FakeModel;
+  let server: TestServer;
+  let api: GraphQLClient;
+  let token: string;
+  const logLines: string[] = [];
+  const responses: string[] = [];
+
+  beforeAll(async () => {
+    model = await FakeModel.start();
+    server = await startParley({
+      logLines,
+      env: {
+        AUTH_JWT_SECRET: TEST_JWT_SECRET,
+        LLM_API_URL: model.url,
+        LLM_MODEL: 'fake-model',
+        LLM_API_KEY: 'sk-server-key',
+        LLM_MAX_RETRIES: '0',
+        LLM_TIMEOUT_MS: '1500',
+        LLM_IDLE_TIMEOUT_MS: '400',
+        STREAM_FLUSH_MS: '25',
+        CONFIG_ENCRYPTION_KEY: ENCRYPTION_KEY,
+        LLM_PRESETS: JSON.stringify([{ id: 'other', name: 'Other', baseUrl: model.url, model: 'other-model' }]),
+      },
+    });
+    token = await tokenFor('chatter');
+    api = server.client(token);
+  });
+  afterAll(async () => {
+    await server?.stop();
+    await model?.close();
+  });
+  beforeEach(() => model.setDefault({ tokens: ['Hello', ',', ' world', '!'] }));
+
+  async function send(input: { content: string; conversationId?: string; clientMessageId?: string; presetId?: string; model?: string; temperature?: number; maxTokens?: number }) {
+    const result = await api.mutate(SendMessage, { input });
+    responses.push(JSON.stringify(result.data ?? result.error));
+    expect(result.error?.message).toBeUndefined();
+    return result.data!.sendMessage;
+  }
+
+  it('streams a reply to a graphql-ws subscriber and saves it', async () => {
+    model.enqueue({ tokens: ['The', ' answer', ' is', ' 42', '.'], delayMs: 5, usage: { prompt_tokens: 17, completion_tokens: 5 } });
+    const sent = await send({ content: 'What is the answer?' });
+    expect(sent.userMessage).toMatchObject({ role: 'USER', content: 'What is the answer?', status: 'COMPLETE' });
+    expect(sent.assistantMessage).toMatchObject({ role: 'ASSISTANT', content: '', status: 'STREAMING', model: 'fake-model' });
+
+    const client = wsClient(server.graphqlUrl, token);
+    const sub = followWs(client, sent.assistantMessage.id);
+    await sub.done;
+    await client.dispose();
+    const { content, terminal } = assertWellFormed(sub.events);
+    expect(content).toBe('The answer is 42.');
+    expect(terminal).toMatchObject({ status: 'COMPLETE', error: null, message: { status: 'COMPLETE', content, finishReason: 'stop', model: 'fake-model', promptTokens: 17, completionTokens: 5 } });
+    expect(sub.events[0]!.messageStream.delta).toBe('The');
+    const saved = await server.app.db.prisma.message.findUniqueOrThrow({ where: { id: sent.assistantMessage.id } });
+    expect(saved).toMatchObject({ content, status: 'COMPLETE', leaseExpiresAt: null });
+    expect(model.chatRequests.at(-1)!.headers.authorization).toBe('Bearer sk-server-key');
+  });
+
+  it('SSE subscribers get the same events', async () => {
+    model.enqueue({ tokens: ['a', 'b', 'c', 'd'], delayMs: 20 });
+    const sent = await send({ content: 'letters please' });
+    const ws = wsClient(server.graphqlUrl, token);
+    const overWs = followWs(ws, sent.assistantMessage.id);
+    const overSse = followSse(server.graphqlUrl, sent.assistantMessage.id, undefined, token);
+    await Promise.all([overWs.done, overSse.done]);
+    await ws.dispose();
+    expect(overSse.events).toEqual(overWs.events);
+    expect(assertWellFormed(overSse.events).content).toBe('abcd');
+  });
+
+  it('coalesces: the first chunk at once, then at most one event per STREAM_FLUSH_MS', async () => {
+    const tokens = Array.from({ length: 60 }, (_, i) => `t${i} `);
+    model.enqueue({ tokens, delayMs: 2 });
+    const sent = await send({ content: 'many small tokens' });
+    const client = wsClient(server.graphqlUrl, token);
+    const sub = followWs(client, sent.assistantMessage.id);
+    await sub.done;
+    await client.dispose();
+    const { content } = assertWellFormed(sub.events);
+    expect(content).toBe(tokens.join(''));
+    expect(sub.events[0]!.messageStream.delta).toBe('t0 ');
+    // 60 tokens over ~150 ms: a 25 ms window allows about 7 events, far fewer than 60.
+    expect(sub.events.length).toBeLessThan(25);
+    expect(sub.events.length).toBeGreaterThan(2);
+  });
+
+  it('counts tokens itself when the provider sends no usage', async () => {
+    model.enqueue({ tokens: ['one', ' two', ' three'], usage: false });
+    const sent = await send({ content: 'count for me' });
+    const saved = await finishedMessage(server.app.db.prisma, sent.assistantMessage.id);
+    expect(saved.completionTokens).toBeGreaterThanOrEqual(3);
+    expect(saved.promptTokens).toBeGreaterThan(0);
+  });
+
+  it('a subscriber joining after the end gets the whole reply replayed, then the end', async () => {
+    model.enqueue({ tokens: ['late', ' but', ' complete'] });
+    const sent = await send({ content: 'replay me' });
+    await finishedMessage(server.app.db.prisma, sent.assistantMessage.id);
+    const sse = followSse(server.graphqlUrl, sent.assistantMessage.id, undefined, token);
+    await sse.done;
+    expect(assertWellFormed(sse.events).content).toBe('late but complete');
+    const resumed = followSse(server.graphqlUrl, sent.assistantMessage.id, 0, token);
+    await resumed.done;
+    const { content } = assertWellFormed(resumed.events, 1);
+    expect(sse.events[0]!.messageStream.delta + content).toBe('late but complete');
+  });
+
+  it('builds the context from the system prompt, the newest messages that fit, and the new message', async () => {
+    await api.ok(UpdateUserConfig, { input: { systemPrompt: 'Be brief.', contextTokens: 300 } });
+    const first = await send({ content: 'x '.repeat(400) });
+    await finishedMessage(server.app.db.prisma, first.assistantMessage.id);
+    const conversationId = first.conversation.id;
+    const second = await send({ conversationId, content: 'second question' });
+    await finishedMessage(server.app.db.prisma, second.assistantMessage.id);
+    const third = await send({ conversationId, content: 'third question' });
+    await finishedMessage(server.app.db.prisma, third.assistantMessage.id);
+
+    const sentToModel = model.chatRequests.at(-1)!.body.messages;
+    expect(sentToModel[0]).toEqual({ role: 'system', content: 'Be brief.' });
+    expect(sentToModel.at(-1)).toEqual({ role: 'user', content: 'third question' });
+    // The long first question does not fit 300 tokens beside the rest; the newer turns do.
+    expect(sentToModel.map((m) => m.content)).toEqual(['Be brief.', 'Hello, world!', 'second question', 'Hello, world!', 'third question']);
+    const details = (await api.ok(MessageDetails, { id: conversationId })).conversation!.messages.edges.map((e) => e.node);
+    const reply = details.at(-1)!;
+    expect(reply.metadata).toMatchObject({ context: { includedMessages: 3, omittedMessages: 1, omittedMessageIds: [details[0]!.id] } });
+    await api.ok(UpdateUserConfig, { input: { systemPrompt: null, contextTokens: null } });
+  });
+
+  it('clientMessageId: concurrent retries return the first call’s messages and call the model once', async () => {
+    model.enqueue({ tokens: ['only', ' once'], delayMs: 20 });
+    const before = model.chatRequests.length;
+    const results = await Promise.all(Array.from({ length: 5 }, () => api.mutate(SendMessage, { input: { content: 'idempotent', clientMessageId: 'retry-1' } })));
+    expect(results.map((r) => r.error)).toEqual([undefined, undefined, undefined, undefined, undefined]);
+    const ids = new Set(results.map((r) => `${r.data!.sendMessage.userMessage.id}/${r.data!.sendMessage.assistantMessage.id}`));
+    expect(ids.size).toBe(1);
+    const assistantId = results[0]!.data!.sendMessage.assistantMessage.id;
+    await finishedMessage(server.app.db.prisma, assistantId);
+    const again = await send({ content: 'idempotent', clientMessageId: 'retry-1' });
+    expect(again.assistantMessage.id).toBe(assistantId);
+    expect(model.chatRequests.length - before).toBe(1);
+    expect(await server.app.db.prisma.message.count({ where: { clientMessageId: 'retry-1' } })).toBe(1);
+  });
+
+  describe('model failures end the reply FAILED with the partial content and a clear error', () => {
+    it.each([
+      ['HTTP 500', { status: 500 }, /HTTP 500/, ''],
+      ['HTTP 429', { status: 429 }, /HTTP 429/, ''],
+      ['a stall between chunks', { tokens: ['partial', ' text', ' never', ' ends'], stallAfter: 2 }, /stalled/, 'partial text'],
+      ['no first byte in time', { headersDelayMs: 3000 }, /did not answer/, ''],
+      ['a connection reset mid-stream', { tokens: ['cut', ' off', ' here'], resetAfter: 2, delayMs: 5 }, /connection|terminated|reset|closed/i, 'cut off'],
+    ] as const)('%s', async (_, script, error, partial) => {
+      model.enqueue(script);
+      const sent = await send({ content: `fail with ${_}` });
+      const client = wsClient(server.graphqlUrl, token);
+      const sub = followWs(client, sent.assistantMessage.id);
+      await sub.done;
+      await client.dispose();
+      const { content, terminal } = assertWellFormed(sub.events.length > 1 ? sub.events : sub.events);
+      expect(terminal.status).toBe('FAILED');
+      expect(terminal.error).toMatch(error);
+      expect(content).toBe(partial);
+      const saved = await server.app.db.prisma.message.findUniqueOrThrow({ where: { id: sent.assistantMessage.id } });
+      expect(saved).toMatchObject({ status: 'FAILED', content: partial });
+      expect(saved.error).toMatch(error);
+      expect(saved.error).not.toContain('sk-');
+    });
+  });
+
+  it('stopGeneration aborts the model call and keeps the partial reply; it is idempotent', async () => {
+    model.enqueue({ tokens: Array.from({ length: 200 }, (_, i) => `w${i} `), delayMs: 10 });
+    const sent = await send({ content: 'talk for a long time' });
+    const client = wsClient(server.graphqlUrl, token);
+    const sub = followWs(client, sent.assistantMessage.id);
+    await waitFor(async () => sub.events.length, (n) => n >= 3);
+    const request = model.chatRequests.at(-1)!;
+    const stopped = (await api.ok(StopGeneration, { messageId: sent.assistantMessage.id })).stopGeneration;
+    expect(stopped.status).toBe('STOPPED');
+    await sub.done;
+    await client.dispose();
+    const { content, terminal } = assertWellFormed(sub.events);
+    expect(terminal.status).toBe('STOPPED');
+    expect(stopped.content).toBe(content);
+    expect(content.length).toBeGreaterThan(0);
+    await request.closed;
+    expect(request.sent).toBeLessThan(200);
+    const again = (await api.ok(StopGeneration, { messageId: sent.assistantMessage.id })).stopGeneration;
+    expect(again).toEqual(stopped);
+  });
+
+  it('stopGeneration returns a finished message unchanged, and NOT_FOUND for a missing id', async () => {
+    const sent = await send({ content: 'quick one' });
+    const done = await finishedMessage(server.app.db.prisma, sent.assistantMessage.id);
+    const stopped = (await api.ok(StopGeneration, { messageId: sent.assistantMessage.id })).stopGeneration;
+    expect(stopped).toMatchObject({ status: 'COMPLETE', content: done.content });
+    expect(errorOf(await api.mutate(StopGeneration, { messageId: 'missing' })).code).toBe('NOT_FOUND');
+  });
+
+  it('names an untitled conversation after its first completed exchange', async () => {
+    const sent = await send({ content: 'Plan a weekend in Lisbon for two people' });
+    expect(sent.conversation.title).toBeNull();
+    await finishedMessage(server.app.db.prisma, sent.assistantMessage.id);
+    const titled = await waitFor(() => server.app.db.prisma.conversation.findUniqueOrThrow({ where: { id: sent.conversation.id } }), (c) => c.title !== null);
+    expect(titled.title).toBe('Weekend in Lisbon');
+    const titleRequest = model.requests.find((r) => r.body.messages[0]?.content.startsWith('Write a title') && r.body.messages[1]?.content.includes('Lisbon'));
+    expect(titleRequest).toBeDefined();
+  });
+
+  it('a foreign user subscribing gets NOT_FOUND and no events, on both transports', async () => {
+    const sent = await send({ content: 'private' });
+    const other = await tokenFor('someone-else');
+    const client = wsClient(server.graphqlUrl, other);
+    const ws = followWs(client, sent.assistantMessage.id);
+    await ws.done.catch(() => {});
+    await client.dispose();
+    expect(ws.events).toEqual([]);
+    expect(JSON.stringify(ws.errors)).toContain('NOT_FOUND');
+    const sse = followSse(server.graphqlUrl, sent.assistantMessage.id, undefined, other);
+    await sse.done.catch(() => {});
+    expect(sse.events).toEqual([]);
+    expect(JSON.stringify(sse.errors)).toContain('NOT_FOUND');
+    expect(errorOf(await server.client(other).mutate(StopGeneration, { messageId: sent.assistantMessage.id })).code).toBe('NOT_FOUND');
+  });
+
+  it('sendMessage rejects bad input without saving anything', async () => {
+    const before = await server.app.db.prisma.message.count();
+    for (const [input, field] of [
+      [{ content: '' }, 'input.content'],
+      [{ content: 'x'.repeat(100_001) }, 'input.content'],
+      [{ content: 'hi', temperature: 3 }, 'input.temperature'],
+      [{ content: 'hi', maxTokens: 0 }, 'input.maxTokens'],
+      [{ content: 'hi', presetId: 'nope' }, 'input.presetId'],
+      [{ content: 'hi', clientMessageId: 'x'.repeat(129) }, 'input.clientMessageId'],
+    ] as const) {
+      const error = errorOf(await api.mutate(SendMessage, { input }));
+      expect(error.code, field).toBe('BAD_USER_INPUT');
+      expect(error.message).toContain(field);
+    }
+    expect(errorOf(await api.mutate(SendMessage, { input: { content: 'hi', conversationId: 'missing' } })).code).toBe('NOT_FOUND');
+    expect(await server.app.db.prisma.message.count()).toBe(before);
+  });
+
+  it('userConfig: presets, overrides, validation', async () => {
+    const { userConfig, modelPresets } = await api.ok(Settings, {});
+    expect(userConfig).toMatchObject({ presetId: 'default', model: 'fake-model', hasApiKey: false, baseUrl: null });
+    expect(modelPresets.map((p) => p.id)).toEqual(['default', 'other', 'local-echo']);
+    expect(modelPresets.find((p) => p.id === 'local-echo')).toMatchObject({ baseUrl: null, model: 'local-echo' });
+
+    const updated = await api.ok(UpdateUserConfig, { input: { presetId: 'other', maxTokens: 64, temperature: 0.1 } });
+    expect(updated.updateUserConfig).toMatchObject({ presetId: 'other', model: 'other-model', maxTokens: 64, temperature: 0.1 });
+    const sent = await send({ content: 'which model?' });
+    await finishedMessage(server.app.db.prisma, sent.assistantMessage.id);
+    expect(model.chatRequests.at(-1)!.body).toMatchObject({ model: 'other-model', max_tokens: 64, temperature: 0.1 });
+    const overridden = await send({ content: 'override', model: 'special', temperature: 1.5, maxTokens: 7 });
+    await finishedMessage(server.app.db.prisma, overridden.assistantMessage.id);
+    expect(model.chatRequests.at(-1)!.body).toMatchObject({ model: 'special', max_tokens: 7, temperature: 1.5 });
+
+    for (const [input, field] of [
+      [{ baseUrl: 'ftp://example.com' }, 'input.baseUrl'],
+      [{ baseUrl: 'not a url' }, 'input.baseUrl'],
+      [{ temperature: -0.1 }, 'input.temperature'],
+      [{ maxTokens: 100_001 }, 'input.maxTokens'],
+      [{ contextTokens: 10 }, 'input.contextTokens'],
+      [{ presetId: 'missing' }, 'input.presetId'],
+    ] as const) {
+      const error = errorOf(await api.mutate(UpdateUserConfig, { input }));
+      expect(error.code, field).toBe('BAD_USER_INPUT');
+      expect(error.message).toContain(field);
+    }
+    await api.ok(UpdateUserConfig, { input: { presetId: null, maxTokens: null, temperature: null } });
+  });
+
+  it('uses the user’s own API key and custom endpoint, and never reveals the key', async () => {
+    const set = await api.ok(UpdateUserConfig, { input: { apiKey: USER_API_KEY, baseUrl: model.url, model: 'custom-model' } });
+    expect(set.updateUserConfig).toMatchObject({ hasApiKey: true, baseUrl: model.url, model: 'custom-model' });
+    responses.push(JSON.stringify(set));
+    const row = await server.app.db.prisma.userConfig.findUniqueOrThrow({ where: { userId: 'chatter' } });
+    expect(row.apiKeyEncrypted).toMatch(/^v1:/);
+    expect(row.apiKeyEncrypted).not.toContain(USER_API_KEY);
+
+    model.enqueue({ status: 401 });
+    const failed = await send({ content: 'with my key' });
+    const saved = await finishedMessage(server.app.db.prisma, failed.assistantMessage.id);
+    expect(model.chatRequests.at(-1)!.headers.authorization).toBe(`Bearer ${USER_API_KEY}`);
+    expect(model.chatRequests.at(-1)!.body.model).toBe('custom-model');
+    expect(saved.error).toMatch(/401/);
+    responses.push(JSON.stringify(await api.ok(MessageDetails, { id: failed.conversation.id })));
+    responses.push(JSON.stringify(await api.ok(Settings, {})));
+
+    const cleared = await api.ok(UpdateUserConfig, { input: { apiKey: '', baseUrl: '' } });
+    expect(cleared.updateUserConfig).toMatchObject({ hasApiKey: false, baseUrl: null, model: 'custom-model' });
+    await api.ok(UpdateUserConfig, { input: { model: null } });
+
+    for (const text of [...responses, ...logLines]) expect(text).not.toContain(USER_API_KEY);
+    expect(logLines.join('\n')).not.toContain('sk-server-key');
+    expect(logLines.length).toBeGreaterThan(0);
+  });
+});
+
+describe('chat settings without an encryption key', () => {
+  it('refuses to store an API key', async () => {
+    const server = await startParley();
+    try {
+      const error = errorOf(await server.client().mutate(UpdateUserConfig, { input: { apiKey: 'sk-x' } }));
+      expect(error).toMatchObject({ code: 'BAD_USER_INPUT' });
+      expect(error.message).toContain('CONFIG_ENCRYPTION_KEY');
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('local-echo answers offline when no model is configured', async () => {
+    const server = await startParley();
+    try {
+      const sent = (await server.client().ok(SendMessage, { input: { content: 'ping from the playground' } })).sendMessage;
+      expect(sent.assistantMessage.model).toBe('local-echo');
+      const sse = followSse(server.graphqlUrl, sent.assistantMessage.id);
+      await sse.done;
+      const { content, terminal } = assertWellFormed(sse.events);
+      expect(content).toMatch(/^You said: ping from the playground/);
+      expect(terminal.message).toMatchObject({ status: 'COMPLETE', content, finishReason: 'stop' });
+    } finally {
+      await server.stop();
+    }
+  });
+});

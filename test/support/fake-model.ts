@@ -1,0 +1,146 @@
+// An OpenAI-compatible chat-completions server for the tests. It streams SSE chunks in the same
+// shape as the real API and can be scripted per request: tokens and pacing, usage, stalls,
+// HTTP errors and connection resets. Parley reaches it through the real `openai` client.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+
+export interface Script {
+  tokens?: readonly string[];
+  /** Pause before each token. */
+  delayMs?: number;
+  /** Pause before the response headers. */
+  headersDelayMs?: number;
+  /** Send this many tokens, then go silent with the connection open. */
+  stallAfter?: number;
+  /** Send this many tokens, then destroy the connection. */
+  resetAfter?: number;
+  /** Answer with this HTTP status and an OpenAI-style error body. */
+  status?: number;
+  /** false: no usage chunk even when asked for one. */
+  usage?: { prompt_tokens: number; completion_tokens: number } | false;
+  finishReason?: string;
+  model?: string;
+}
+
+export interface RecordedRequest {
+  body: {
+    model: string;
+    messages: { role: string; content: string }[];
+    stream?: boolean;
+    max_tokens?: number;
+    temperature?: number;
+    stream_options?: { include_usage?: boolean };
+  };
+  headers: IncomingMessage['headers'];
+  /** Resolves when the client closed the connection (or the response ended). */
+  closed: Promise<void>;
+  /** Tokens written before the connection closed. */
+  sent: number;
+}
+
+export const TITLE_PROMPT_PREFIX = 'Write a title';
+
+export class FakeModel {
+  readonly requests: RecordedRequest[] = [];
+  private scripts: Script[] = [];
+  private fallback: Script = { tokens: ['Hello', ',', ' world', '!'] };
+  private readonly sockets = new Set<Socket>();
+
+  private constructor(
+    private readonly server: Server,
+    readonly url: string,
+  ) {}
+
+  static async start(): Promise<FakeModel> {
+    let model!: FakeModel;
+    const server = createServer((req, res) => void model.handle(req, res));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    model = new FakeModel(server, `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`);
+    server.on('connection', (socket) => {
+      model.sockets.add(socket);
+      socket.on('close', () => model.sockets.delete(socket));
+    });
+    return model;
+  }
+
+  /** Scripts for the next chat requests, in order; later ones get the default. */
+  enqueue(...scripts: Script[]): void {
+    this.scripts.push(...scripts);
+  }
+
+  setDefault(script: Script): void {
+    this.fallback = script;
+  }
+
+  /** Chat requests, leaving out the conversation-title requests. */
+  get chatRequests(): RecordedRequest[] {
+    return this.requests.filter((r) => !isTitleRequest(r));
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise((resolve) => this.server.close(resolve));
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let text = '';
+    for await (const chunk of req) text += chunk;
+    if (req.method !== 'POST' || !req.url?.endsWith('/chat/completions')) {
+      res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: 'not found', type: 'invalid_request_error' } }));
+      return;
+    }
+    let closedResolve!: () => void;
+    const recorded: RecordedRequest = { body: JSON.parse(text), headers: req.headers, closed: new Promise((r) => (closedResolve = r)), sent: 0 };
+    res.on('close', () => closedResolve());
+    this.requests.push(recorded);
+    const script = isTitleRequest(recorded) ? { tokens: ['Weekend', ' in', ' Lisbon'] } : (this.scripts.shift() ?? this.fallback);
+    await sleep(script.headersDelayMs);
+    if (res.destroyed) return;
+    if (script.status) {
+      res.writeHead(script.status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { message: `scripted failure ${script.status}`, type: 'server_error', param: null, code: null } }));
+      return;
+    }
+    const tokens = script.tokens ?? this.fallback.tokens ?? [];
+    const model = script.model ?? recorded.body.model;
+    const id = `chatcmpl-${this.requests.length}`;
+    const created = Math.floor(Date.now() / 1000);
+    const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
+      `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, system_fingerprint: 'fp_fake', choices, ...extra })}\n\n`;
+    const choice = (delta: Record<string, unknown>, finish: string | null = null) => ({ index: 0, delta, logprobs: null, finish_reason: finish });
+
+    if (!recorded.body.stream) {
+      const content = tokens.join('');
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ id, object: 'chat.completion', created, model, choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }] }));
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' });
+    res.write(chunk([choice({ role: 'assistant', content: '', refusal: null })]));
+    for (const [i, token] of tokens.entries()) {
+      if (script.stallAfter === i) return; // silence, connection left open
+      if (script.resetAfter === i) {
+        // Let the tokens already written reach the client, then cut the connection.
+        await sleep(Math.max(20, script.delayMs ?? 0));
+        res.socket?.destroy();
+        return;
+      }
+      await sleep(script.delayMs);
+      if (res.destroyed) return;
+      res.write(chunk([choice({ content: token })]));
+      recorded.sent++;
+    }
+    res.write(chunk([choice({}, script.finishReason ?? 'stop')]));
+    if (script.usage !== false && recorded.body.stream_options?.include_usage) {
+      const usage = script.usage ?? { prompt_tokens: 11, completion_tokens: tokens.length };
+      res.write(chunk([], { usage: { ...usage, total_tokens: usage.prompt_tokens + usage.completion_tokens } }));
+    }
+    res.end('data: [DONE]\n\n');
+  }
+}
+
+function isTitleRequest(request: RecordedRequest): boolean {
+  return request.body.messages[0]?.content.startsWith(TITLE_PROMPT_PREFIX) ?? false;
+}
+
+const sleep = (ms?: number) => (ms ? new Promise((resolve) => setTimeout(resolve, ms)) : Promise.resolve());
