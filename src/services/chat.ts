@@ -298,7 +298,12 @@ export class ChatService {
       },
     });
     const saved = count === 1 ? { status: outcome.status, error: outcome.error ?? null } : await this.db.message.findUnique({ where: { id: messageId }, select: { status: true, error: true } });
-    const seq = sealed.events.length;
+    let seq = sealed.events.length;
+    if (seq === 0 && content) {
+      // The log was lost (a restart without Redis): the saved text becomes one event, so the
+      // replay still adds up to the saved content.
+      await this.broker.append(messageId, { seq: seq++, delta: content, done: false, status: 'STREAMING' }, token);
+    }
     await this.broker.append(messageId, { seq, delta: '', done: true, status: saved?.status ?? outcome.status, error: saved?.error ?? null }, token);
     return true;
   }
