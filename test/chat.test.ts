@@ -352,3 +352,23 @@ describe('chat settings without an encryption key', () => {
     }
   });
 });
+
+describe('the replay log bound', () => {
+  it('keeps a reply within STREAM_MAX_EVENTS events without losing text', async () => {
+    const model = await FakeModel.start();
+    const server = await startParley({ env: { LLM_API_URL: model.url, LLM_MODEL: 'fake-model', STREAM_MAX_EVENTS: '5', STREAM_FLUSH_MS: '1' } });
+    try {
+      const tokens = Array.from({ length: 40 }, (_, i) => `b${i} `);
+      model.enqueue({ tokens, delayMs: 3 });
+      const sent = (await server.client().ok(SendMessage, { input: { content: 'bounded' } })).sendMessage;
+      const sse = followSse(server.graphqlUrl, sent.assistantMessage.id);
+      await sse.done;
+      const { content } = assertWellFormed(sse.events);
+      expect(sse.events).toHaveLength(5);
+      expect(content).toBe(tokens.join(''));
+    } finally {
+      await server.stop();
+      await model.close();
+    }
+  });
+});

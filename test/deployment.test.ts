@@ -6,7 +6,7 @@ import { parse } from 'yaml';
 import { CONFIG_VARIABLES, loadConfig } from '../src/config.ts';
 
 describe('deployment files', () => {
-  const compose = parse(readFileSync('docker-compose.yml', 'utf8'));
+  const compose = parse(readFileSync('docker-compose.yml', 'utf8'), { merge: true });
 
   it('docker-compose.yml parses and its Parley services set only known variables', () => {
     const parleyServices = Object.entries(compose.services as Record<string, { build?: unknown; environment?: Record<string, string> }>).filter(([, s]) => s.build);
@@ -21,9 +21,21 @@ describe('deployment files', () => {
     }
   });
 
-  it('the compose database URL points at a compose service', () => {
-    const url = new URL(compose.services.parley.environment.DATABASE_URL);
-    expect(Object.keys(compose.services)).toContain(url.hostname);
+  it('runs two Parley replicas on PostgreSQL and Redis services behind the load balancer', () => {
+    const parleys = Object.entries(compose.services as Record<string, { build?: unknown; environment: Record<string, string> }>).filter(([, s]) => s.build);
+    expect(parleys.map(([name]) => name)).toEqual(['parley-1', 'parley-2']);
+    for (const [, service] of parleys) {
+      for (const variable of ['DATABASE_URL', 'REDIS_URL']) {
+        const host = new URL(service.environment[variable]!).hostname;
+        expect(Object.keys(compose.services), variable).toContain(host);
+      }
+      expect(service.environment.DATABASE_URL).toMatch(/^postgresql:/);
+    }
+    const nginx = compose.configs.nginx.content as string;
+    for (const [name] of parleys) expect(nginx).toContain(`server ${name}:4000;`);
+    expect(nginx).toMatch(/proxy_set_header Upgrade/);
+    expect(nginx).toMatch(/proxy_buffering off/);
+    expect(compose.services.lb.ports).toEqual(['4000:80']);
   });
 
   it('the README configuration table lists every variable', () => {

@@ -1,7 +1,7 @@
 // Migrations apply from empty on all three databases, a second run is a no-op, and on SQLite and
 // PostgreSQL Prisma's own schema engine agrees: same bookkeeping, no drift from the schema.
 import { afterAll, describe, expect, it } from 'vitest';
-import { applyMigrations, MigrationError, readMigrations } from '../src/db/migrate.ts';
+import { applyMigrations, MigrationError, pendingMigrations, readMigrations } from '../src/db/migrate.ts';
 import { migrationsDir } from '../src/db/provider.ts';
 import { adapterFactoryFor, diffDatabaseToSchema, migrationList, noFilters, openSchemaEngine } from '../scripts/schema-engine.ts';
 import { ALL_PROVIDERS, createTestDatabase, mysqlAdmin, type TestDatabase } from './support/databases.ts';
@@ -21,8 +21,10 @@ describe.each(ALL_PROVIDERS)('migrations on %s', (provider) => {
   it('apply from empty, then a second run applies nothing', async () => {
     const db = await freshDatabase(provider);
     const all = (await readMigrations(migrationsDir(provider))).map((m) => m.name);
-    expect(all.length).toBeGreaterThan(0);
+    expect(all.length).toBeGreaterThan(1);
+    expect(await pendingMigrations(db.url)).toEqual(all);
     expect(await applyMigrations(db.url)).toEqual(all);
+    expect(await pendingMigrations(db.url)).toEqual([]);
     expect(await applyMigrations(db.url)).toEqual([]);
   });
 

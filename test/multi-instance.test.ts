@@ -25,7 +25,7 @@ describe('two instances on one Redis', () => {
     LLM_API_URL: model.url,
     LLM_MODEL: 'fake-model',
     LLM_MAX_RETRIES: '0',
-    LLM_IDLE_TIMEOUT_MS: '3000',
+    LLM_IDLE_TIMEOUT_MS: '1000',
     STREAM_LEASE_MS: '1500',
     DATABASE_POOL_SIZE: '20',
   });
@@ -149,6 +149,22 @@ describe('two instances on one Redis', () => {
     expect(new Set(results.map((r) => r.data!.sendMessage.assistantMessage.id)).size).toBe(1);
     await finishedMessage(a.app.db.prisma, results[0]!.data!.sendMessage.assistantMessage.id);
     expect(model.chatRequests.length - before).toBe(1);
+  });
+
+  it.each([
+    ['HTTP 500', { status: 500 }, /HTTP 500/],
+    ['a stall', { tokens: ['half', ' a', ' reply', ' then', ' nothing'], stallAfter: 3, delayMs: 5 }, /stalled/],
+    ['a connection reset', { tokens: ['cut', ' here', ' and', ' gone'], resetAfter: 2, delayMs: 5 }, /connection|terminated|reset|closed/i],
+  ] as const)('a model failure (%s) on one instance reaches subscribers on the other as FAILED', async (_, script, error) => {
+    model.enqueue(script);
+    const sent = await send(a, `failure: ${_}`);
+    const watcher = followSse(b.graphqlUrl, sent.assistantMessage.id, undefined, token);
+    await watcher.done;
+    const { content, terminal } = assertWellFormed(watcher.events);
+    expect(terminal.status).toBe('FAILED');
+    expect(terminal.error).toMatch(error);
+    const saved = await b.app.db.prisma.message.findUniqueOrThrow({ where: { id: sent.assistantMessage.id } });
+    expect(saved).toMatchObject({ status: 'FAILED', content });
   });
 
   it('a foreign user subscribing on either instance gets NOT_FOUND and no events', async () => {

@@ -158,21 +158,25 @@ describe('the process', () => {
     expect(parley.output()).toMatch(/AUTH_JWT_SECRET/);
   });
 
-  it('does not migrate at start with MIGRATE_ON_START=false; npm run db:deploy does', async () => {
+  it('with MIGRATE_ON_START=false refuses an unmigrated database; npm run db:deploy migrates it', async () => {
     const database = await createTestDatabase('sqlite');
     try {
-      const parley = await spawnParley({ DATABASE_URL: database.url, MIGRATE_ON_START: 'false' });
-      await waitUntilHealthy(parley);
-      const res = await post(`${parley.url}/graphql`, JSON.stringify({ query: 'mutation { createConversation { id } }' }));
-      expect((await res.json()).errors[0].message).toBe('Unexpected error.');
-      parley.child.kill('SIGTERM');
-      await parley.exited;
-      expect(parley.output()).not.toContain('applied migration');
+      const refused = await spawnParley({ DATABASE_URL: database.url, MIGRATE_ON_START: 'false' });
+      expect(await refused.exited).toBe(1);
+      expect(refused.output()).toMatch(/missing migrations .*db:deploy/);
+      expect(refused.output()).not.toContain('applied migration');
 
       const deploy = await runScript('src/db/deploy.ts', { DATABASE_URL: database.url });
       expect(deploy).toMatchObject({ code: 0 });
-      expect(deploy.output).toMatch(/Applied 1 migration/);
+      expect(deploy.output).toMatch(/Applied \d+ migration/);
       expect((await runScript('src/db/deploy.ts', { DATABASE_URL: database.url })).output).toContain('No pending migrations.');
+
+      const parley = await spawnParley({ DATABASE_URL: database.url, MIGRATE_ON_START: 'false' });
+      await waitUntilHealthy(parley);
+      const res = await post(`${parley.url}/graphql`, JSON.stringify({ query: 'mutation { createConversation { id } }' }));
+      expect((await res.json()).data.createConversation.id).toBeTypeOf('string');
+      parley.child.kill('SIGTERM');
+      expect(await parley.exited).toBe(0);
     } finally {
       await database.drop();
     }

@@ -102,6 +102,24 @@ export async function applyMigrations(url: string, log: (msg: string) => void = 
   }
 }
 
+/** Names of the committed migrations the database has not applied yet. Changes nothing. */
+export async function pendingMigrations(url: string): Promise<string[]> {
+  const provider = databaseProvider(url);
+  if (!provider) throw new MigrationError('DATABASE_URL must start with file:, postgresql:// or mysql://');
+  const migrations = await readMigrations(migrationsDir(provider));
+  const conn = await connect(provider, url);
+  try {
+    const applied = await conn
+      .query<AppliedMigration>('SELECT migration_name, checksum, finished_at, rolled_back_at FROM _prisma_migrations')
+      // No bookkeeping table yet: nothing is applied.
+      .catch(() => [] as AppliedMigration[]);
+    const done = new Set(applied.filter((m) => m.finished_at != null && m.rolled_back_at == null).map((m) => m.migration_name));
+    return migrations.map((m) => m.name).filter((name) => !done.has(name));
+  } finally {
+    await conn.close();
+  }
+}
+
 // Prisma's advisory lock key, so that Parley and `prisma migrate deploy` exclude each other.
 const ADVISORY_LOCK_KEY = 72707369;
 

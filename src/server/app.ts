@@ -11,7 +11,7 @@ import { WebSocketServer } from 'ws';
 import { createAuthenticator, type Viewer } from '../auth.ts';
 import type { Config } from '../config.ts';
 import { openDatabase, type Database } from '../db/client.ts';
-import { applyMigrations } from '../db/migrate.ts';
+import { applyMigrations, pendingMigrations } from '../db/migrate.ts';
 import type { Context, Services } from '../graphql/context.ts';
 import { ParleyError } from '../graphql/errors.ts';
 import { buildSchema } from '../graphql/index.ts';
@@ -57,6 +57,9 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   }
   if (config.MIGRATE_ON_START) {
     await applyMigrations(config.DATABASE_URL, (msg) => logger.info(msg));
+  } else {
+    const pending = await pendingMigrations(config.DATABASE_URL);
+    if (pending.length > 0) throw new Error(`the database is missing migrations ${pending.join(', ')}: run npm run db:deploy, or start with MIGRATE_ON_START=true`);
   }
   const db = await openDatabase({ url: config.DATABASE_URL, poolSize: config.DATABASE_POOL_SIZE, onQuery: options.onQuery });
   const redis = config.REDIS_URL ? connectRedis(config.REDIS_URL, logger) : undefined;
