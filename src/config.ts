@@ -48,6 +48,9 @@ const envSchema = z.object({
 
   REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').optional(),
   REDIS_KEY_PREFIX: z.string().max(100).default('parley:'),
+  REDIS_COMMAND_TIMEOUT_MS: positiveInt(60_000).default(200),
+  HISTORY_CACHE_SIZE: positiveInt(1000).refine((n) => n >= 2, 'must be at least 2').default(50),
+  HISTORY_CACHE_TTL_S: positiveInt(30 * 24 * 3600).default(86_400),
 
   LLM_API_URL: httpUrl.optional(),
   LLM_API_KEY: z.string().optional(),

@@ -27,7 +27,8 @@ import { encryptionKeyBytes } from '../config.ts';
 import type { StreamBroker } from '../streaming/events.ts';
 import { MemoryBroker } from '../streaming/memory-broker.ts';
 import { RedisBroker } from '../streaming/redis-broker.ts';
-import { Redis } from 'ioredis';
+import { NoHistoryCache, RedisHistoryCache, type HistoryCache } from '../cache/history-cache.ts';
+import { connectRedis } from '../redis.ts';
 
 export const GRAPHQL_PATH = '/graphql';
 const HEALTH_TIMEOUT_MS = 2000;
@@ -62,7 +63,10 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     if (pending.length > 0) throw new Error(`the database is missing migrations ${pending.join(', ')}: run npm run db:deploy, or start with MIGRATE_ON_START=true`);
   }
   const db = await openDatabase({ url: config.DATABASE_URL, poolSize: config.DATABASE_POOL_SIZE, onQuery: options.onQuery });
-  const redis = config.REDIS_URL ? connectRedis(config.REDIS_URL, logger) : undefined;
+  const redis = config.REDIS_URL ? await connectRedis(config.REDIS_URL, config.REDIS_COMMAND_TIMEOUT_MS, logger) : undefined;
+  const cache: HistoryCache = redis
+    ? new RedisHistoryCache({ redis: redis.commands, prefix: config.REDIS_KEY_PREFIX, size: config.HISTORY_CACHE_SIZE, ttlMs: config.HISTORY_CACHE_TTL_S * 1000, logger })
+    : new NoHistoryCache(config.HISTORY_CACHE_SIZE);
   const broker: StreamBroker = redis
     ? new RedisBroker({
         redis: redis.commands,
@@ -84,6 +88,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     db.prisma,
     broker,
     userConfigs,
+    cache,
     {
       flushMs: config.STREAM_FLUSH_MS,
       leaseMs: config.STREAM_LEASE_MS,
@@ -96,8 +101,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   );
   await chat.start();
   const services: Services = {
-    conversations: new ConversationService(db.prisma),
-    messages: new MessageService(db.prisma, { maxContentChars: config.MAX_CONTENT_CHARS }),
+    conversations: new ConversationService(db.prisma, cache),
+    messages: new MessageService(db.prisma, { maxContentChars: config.MAX_CONTENT_CHARS }, cache),
     chat,
     userConfigs,
     presets,
@@ -139,13 +144,16 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
         maxDirectives: { n: 50 },
       }),
     ],
-    context: async ({ request, viewer, connectionParams }: YogaInitialContext & ServerContext & { connectionParams?: unknown }) => ({
-      viewer: viewer ?? (await authenticate(request?.headers.get('authorization') ?? authorizationParam(connectionParams))),
-      db: db.prisma,
-      services,
-      messagePages: new MessagePageLoader(db.prisma, db.provider),
-      shutdown: shutdown.signal,
-    }),
+    context: async ({ request, viewer: connectedViewer, connectionParams }: YogaInitialContext & ServerContext & { connectionParams?: unknown }) => {
+      const viewer = connectedViewer ?? (await authenticate(request?.headers.get('authorization') ?? authorizationParam(connectionParams)));
+      return {
+        viewer,
+        db: db.prisma,
+        services,
+        messagePages: new MessagePageLoader(db.prisma, db.provider, cache, viewer.userId),
+        shutdown: shutdown.signal,
+      };
+    },
   });
 
   let inFlight = 0;
@@ -166,11 +174,11 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   server.keepAliveTimeout = 65_000;
 
   async function health(res: ServerResponse) {
-    const [database, cache] = await Promise.all([probe(() => db.ping()), redis ? probe(() => redis.commands.ping()) : undefined]);
+    const [database, redisState] = await Promise.all([probe(() => db.ping()), redis ? probe(() => redis.commands.ping()) : undefined]);
     const ok = database.status === 'up';
-    const body: Record<string, unknown> = { status: ok ? (cache?.status === 'down' ? 'degraded' : 'ok') : 'unavailable', database: { provider: db.provider, ...database } };
+    const body: Record<string, unknown> = { status: ok ? (redisState?.status === 'down' ? 'degraded' : 'ok') : 'unavailable', database: { provider: db.provider, ...database } };
     // Redis down degrades streaming across instances; the database still serves everything else.
-    if (cache) body.redis = cache.status === 'up' ? cache : { ...cache, status: 'degraded' };
+    if (redisState) body.redis = { ...(redisState.status === 'up' ? redisState : { ...redisState, status: 'degraded' }), historyCache: cache.stats() };
     res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
     res.end(JSON.stringify(body));
   }
@@ -260,30 +268,11 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
       server.closeAllConnections();
       await closed;
       await broker.close();
-      if (redis) await Promise.all([redis.commands.quit().catch(() => {}), redis.subscriber.quit().catch(() => {})]);
+      await redis?.close();
       await db.close();
       logger.info('Parley stopped');
     },
   };
-}
-
-/** Two connections: commands and publishes, and one in subscriber mode. */
-function connectRedis(url: string, logger: Logger): { commands: Redis; subscriber: Redis } {
-  const connect = (role: string) => {
-    const redis = new Redis(url, { maxRetriesPerRequest: 2, connectTimeout: 2000 });
-    let down = false;
-    redis.on('error', (error) => {
-      if (down) return;
-      down = true;
-      logger.error({ err: error, role }, 'Redis connection failed');
-    });
-    redis.on('ready', () => {
-      if (down) logger.info({ role }, 'Redis connection is back');
-      down = false;
-    });
-    return redis;
-  };
-  return { commands: connect('commands'), subscriber: connect('subscriber') };
 }
 
 async function probe(check: () => Promise<unknown>): Promise<{ status: 'up' | 'down'; latencyMs?: number; error?: string }> {

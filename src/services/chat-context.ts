@@ -1,9 +1,12 @@
 // What a model sees for one reply: the system prompt, the newest messages of the conversation
 // that fit the context budget, then the new message.
 import type { Viewer } from '../auth.ts';
+import type { HistoryCache } from '../cache/history-cache.ts';
 import type { Db } from '../db/client.ts';
+import type { Message } from '../generated/prisma/sqlite/client.ts';
 import type { ChatTurn } from '../llm/model-client.ts';
 import { countMessageTokens, countTokens } from '../llm/tokens.ts';
+import { cachedRecentMessages } from './recent-messages.ts';
 
 const PAGE = 50;
 
@@ -19,8 +22,13 @@ export interface ModelContext {
 
 const MAX_OMITTED_IDS = 100;
 
+const INCLUDED_STATUSES = new Set(['COMPLETE', 'STOPPED', 'INTERRUPTED']);
+
+type HistoryRow = Pick<Message, 'id' | 'seq' | 'role' | 'content' | 'tokenCount' | 'completionTokens' | 'status'>;
+
 export async function buildContext(
   db: Db,
+  cache: HistoryCache,
   viewer: Viewer,
   conversationId: string | null,
   newContent: string,
@@ -33,42 +41,44 @@ export async function buildContext(
   const omittedMessageIds: string[] = [];
   let omittedMessages = 0;
   let full = false;
-  let beforeSeq: number | undefined;
-  while (conversationId) {
-    const page = await db.message.findMany({
-      where: {
-        conversationId,
-        userId: viewer.userId,
-        seq: beforeSeq === undefined ? undefined : { lt: beforeSeq },
-        // Failed and unfinished replies are not part of the conversation a model should see.
-        status: { in: ['COMPLETE', 'STOPPED', 'INTERRUPTED'] },
-      },
-      select: { id: true, seq: true, role: true, content: true, tokenCount: true, completionTokens: true },
-      orderBy: { seq: 'desc' },
-      take: PAGE,
-    });
-    for (const message of page) {
-      if (full) {
-        omittedMessages++;
-        if (omittedMessageIds.length < MAX_OMITTED_IDS) omittedMessageIds.push(message.id);
-        continue;
-      }
+
+  const consider = (message: HistoryRow) => {
+    // Failed and unfinished replies are not part of the conversation a model should see.
+    if (!INCLUDED_STATUSES.has(message.status)) return;
+    if (!full) {
       const tokens = countMessageTokens({ content: message.content, tokenCount: message.tokenCount ?? message.completionTokens });
-      if (used + tokens > settings.contextTokens) {
-        full = true;
-        omittedMessages++;
-        omittedMessageIds.push(message.id);
-        continue;
+      if (used + tokens <= settings.contextTokens) {
+        used += tokens;
+        history.push({ role: message.role === 'SYSTEM' ? 'system' : message.role === 'USER' ? 'user' : 'assistant', content: message.content });
+        return;
       }
-      used += tokens;
-      history.push({ role: message.role === 'SYSTEM' ? 'system' : message.role === 'USER' ? 'user' : 'assistant', content: message.content });
+      full = true;
     }
-    if (page.length < PAGE) break;
-    beforeSeq = page.at(-1)!.seq;
-    // Past the budget only the count is still needed.
-    if (full) {
-      omittedMessages += await db.message.count({ where: { conversationId, userId: viewer.userId, seq: { lt: beforeSeq }, status: { in: ['COMPLETE', 'STOPPED', 'INTERRUPTED'] } } });
-      break;
+    omittedMessages++;
+    if (omittedMessageIds.length < MAX_OMITTED_IDS) omittedMessageIds.push(message.id);
+  };
+
+  // The newest messages come from the history cache; older ones, if the budget reaches them, from the database.
+  const newest = conversationId ? await cachedRecentMessages(db, cache, viewer.userId, conversationId) : null;
+  if (conversationId && newest) {
+    for (const message of [...newest].reverse()) consider(message);
+    let beforeSeq = newest[0]?.seq;
+    let more = newest.length === cache.size;
+    while (more && beforeSeq !== undefined) {
+      if (full) {
+        // Past the budget only the count is still needed.
+        omittedMessages += await db.message.count({ where: { conversationId, userId: viewer.userId, seq: { lt: beforeSeq }, status: { in: [...INCLUDED_STATUSES] as Message['status'][] } } });
+        break;
+      }
+      const page = await db.message.findMany({
+        where: { conversationId, userId: viewer.userId, seq: { lt: beforeSeq } },
+        select: { id: true, seq: true, role: true, content: true, tokenCount: true, completionTokens: true, status: true },
+        orderBy: { seq: 'desc' },
+        take: PAGE,
+      });
+      for (const message of page) consider(message);
+      more = page.length === PAGE;
+      beforeSeq = page.at(-1)?.seq;
     }
   }
   return {

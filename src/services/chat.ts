@@ -6,11 +6,12 @@ import { z } from 'zod';
 import type { Viewer } from '../auth.ts';
 import type { Db } from '../db/client.ts';
 import { Prisma, type Conversation, type Message } from '../generated/prisma/sqlite/client.ts';
+import type { HistoryCache } from '../cache/history-cache.ts';
 import { notFound } from '../graphql/errors.ts';
 import { ModelError, streamCompletion, type ModelClientOptions } from '../llm/model-client.ts';
 import { countTokens } from '../llm/tokens.ts';
 import type { Logger } from '../logger.ts';
-import type { MessageStatus, StreamBroker, StreamEvent } from '../streaming/events.ts';
+import type { MessageStatus, SealResult, StreamBroker, StreamEvent } from '../streaming/events.ts';
 import { abortable } from '../streaming/abortable.ts';
 import { followMessage, type FinishedMessage } from '../streaming/follow.ts';
 import { buildContext } from './chat-context.ts';
@@ -44,6 +45,8 @@ interface Outcome {
 
 interface Generation {
   controller: AbortController;
+  userId: string;
+  conversationId: string;
   /** Text published so far, kept for the database checkpoint. */
   content: string;
   checkpointed: number;
@@ -63,6 +66,7 @@ export class ChatService {
     private readonly db: Db,
     private readonly broker: StreamBroker,
     private readonly userConfigs: UserConfigService,
+    private readonly cache: HistoryCache,
     private readonly options: ChatOptions,
     private readonly logger: Logger,
   ) {
@@ -98,10 +102,10 @@ export class ChatService {
       if (previous) return previous;
     }
     const settings = await this.userConfigs.modelSettings(viewer, input);
-    const context = await buildContext(this.db, viewer, input.conversationId ?? null, input.content, settings);
+    const context = await buildContext(this.db, this.cache, viewer, input.conversationId ?? null, input.content, settings);
     let created: SendResult;
-    try {
-      created = await this.db.$transaction(async (tx) => {
+    const save = () =>
+      this.db.$transaction(async (tx) => {
         let conversation: { id: string; lastSeq: number };
         if (input.conversationId != null) {
           const { count } = await tx.conversation.updateMany({ where: { id: input.conversationId, userId: viewer.userId }, data: { lastSeq: { increment: 2 } } });
@@ -145,6 +149,8 @@ export class ChatService {
         });
         return { conversation: await tx.conversation.findUniqueOrThrow({ where: { id: conversation.id } }), userMessage, assistantMessage };
       });
+    try {
+      created = input.conversationId != null ? await this.cache.writing(viewer.userId, input.conversationId, save) : await save();
     } catch (error) {
       // A concurrent retry with the same clientMessageId won the insert: answer with its messages.
       if (input.clientMessageId && error instanceof Prisma.PrismaClientKnownRequestError && error.code === 'P2002') {
@@ -170,7 +176,7 @@ export class ChatService {
   /** Runs the model in the background; the reply ends through finalize, whatever happens. */
   private generate(message: Message, conversation: Conversation, turns: { role: 'system' | 'user' | 'assistant'; content: string }[], settings: ModelSettings): void {
     const controller = new AbortController();
-    const generation: Generation = { controller, content: '', checkpointed: 0, done: Promise.resolve() };
+    const generation: Generation = { controller, userId: message.userId, conversationId: message.conversationId, content: '', checkpointed: 0, done: Promise.resolve() };
     this.generations.set(message.id, generation);
     generation.done = this.run(message, turns, settings, generation)
       .catch((error) => {
@@ -189,6 +195,7 @@ export class ChatService {
     let buffer = '';
     let timer: NodeJS.Timeout | undefined;
     let lost = false;
+    let publishFailed = false;
     let publishing = Promise.resolve();
     // The last event slot is the terminal's: past this, text waits for the end.
     const lastDeltaSeq = this.options.maxEvents - 2;
@@ -204,7 +211,9 @@ export class ChatService {
       publishing = publishing.then(async () => {
         if (lost) return;
         const result = await this.broker.append(message.id, event).catch((error) => {
-          this.logger.warn({ err: error, messageId: message.id }, 'could not publish a stream event');
+          // Subscribers fall back to the saved message; generating goes on.
+          if (!publishFailed) this.logger.warn({ err: error, messageId: message.id }, 'could not publish stream events; subscribers will get the saved reply');
+          publishFailed = true;
           return 'ok' as const;
         });
         if (result !== 'ok') {
@@ -277,34 +286,55 @@ export class ChatService {
    */
   private async finalize(messageId: string, outcome: Outcome, ownContent?: string): Promise<boolean> {
     const token = randomUUID();
-    const sealed = await this.broker.seal(messageId, token);
-    if (!sealed.won) return false;
-    let content = sealed.events.length > 0 ? sealed.events.map((e) => e.delta).join('') : ownContent;
-    if (content === undefined) {
-      // The log is gone (a restart without Redis): keep the last checkpoint.
-      content = (await this.db.message.findUnique({ where: { id: messageId }, select: { content: true } }))?.content ?? '';
+    let sealed: SealResult | undefined;
+    try {
+      sealed = await this.broker.seal(messageId, token);
+      if (!sealed.won) return false;
+    } catch (error) {
+      // Redis is away: the database's conditional update alone decides who ends the reply.
+      this.logger.warn({ err: error, messageId }, 'could not seal the stream log; saving the reply without it');
     }
-    const { count } = await this.db.message.updateMany({
-      where: { id: messageId, status: 'STREAMING' },
-      data: {
-        status: outcome.status,
-        content,
-        error: outcome.error ?? null,
-        finishReason: outcome.finishReason ?? null,
-        ...(outcome.model ? { model: outcome.model } : {}),
-        ...(outcome.promptTokens != null ? { promptTokens: outcome.promptTokens } : {}),
-        completionTokens: outcome.completionTokens ?? countTokens(content),
-        leaseExpiresAt: null,
-      },
-    });
+    const logged = sealed && sealed.events.length > 0 ? sealed.events.map((e) => e.delta).join('') : undefined;
+    const owner = await this.db.message.findUnique({ where: { id: messageId }, select: { userId: true, conversationId: true, content: true } });
+    const terminal = async (events: StreamEvent[]) => {
+      if (!sealed) return;
+      for (const event of events) {
+        await this.broker.append(messageId, event, token).catch((error) => this.logger.warn({ err: error, messageId }, 'could not publish the end of a reply'));
+      }
+    };
+    if (!owner) {
+      // Deleted with its conversation while it streamed: still end its subscribers' streams.
+      await terminal([{ seq: sealed?.events.length ?? 0, delta: '', done: true, status: outcome.status, error: 'the message was deleted' }]);
+      return true;
+    }
+    // What subscribers saw; else what this instance generated; else the last checkpoint.
+    const content = logged ?? ownContent ?? owner.content;
+    const { count } = await this.cache.writing(owner.userId, owner.conversationId, () =>
+      this.db.message.updateMany({
+        where: { id: messageId, status: 'STREAMING' },
+        data: {
+          status: outcome.status,
+          content,
+          error: outcome.error ?? null,
+          finishReason: outcome.finishReason ?? null,
+          ...(outcome.model ? { model: outcome.model } : {}),
+          ...(outcome.promptTokens != null ? { promptTokens: outcome.promptTokens } : {}),
+          completionTokens: outcome.completionTokens ?? countTokens(content),
+          leaseExpiresAt: null,
+        },
+      }),
+    );
+    if (count === 0 && !sealed) return false;
     const saved = count === 1 ? { status: outcome.status, error: outcome.error ?? null } : await this.db.message.findUnique({ where: { id: messageId }, select: { status: true, error: true } });
-    let seq = sealed.events.length;
+    const events: StreamEvent[] = [];
+    let seq = sealed?.events.length ?? 0;
     if (seq === 0 && content) {
       // The log was lost (a restart without Redis): the saved text becomes one event, so the
       // replay still adds up to the saved content.
-      await this.broker.append(messageId, { seq: seq++, delta: content, done: false, status: 'STREAMING' }, token);
+      events.push({ seq: seq++, delta: content, done: false, status: 'STREAMING' });
     }
-    await this.broker.append(messageId, { seq, delta: '', done: true, status: saved?.status ?? outcome.status, error: saved?.error ?? null }, token);
+    events.push({ seq, delta: '', done: true, status: saved?.status ?? outcome.status, error: saved?.error ?? null });
+    await terminal(events);
     return true;
   }
 
@@ -356,7 +386,8 @@ export class ChatService {
     for (const [id, generation] of this.generations) {
       if (generation.content.length === generation.checkpointed) continue;
       generation.checkpointed = generation.content.length;
-      await this.db.message.updateMany({ where: { id, status: 'STREAMING' }, data: { content: generation.content } });
+      const content = generation.content;
+      await this.cache.writing(generation.userId, generation.conversationId, () => this.db.message.updateMany({ where: { id, status: 'STREAMING' }, data: { content } }));
     }
   }
 
@@ -423,7 +454,8 @@ export class ChatService {
 }
 
 function finishedState(message: { status: MessageStatus; error: string | null; content: string } | null): FinishedMessage | null {
-  return message && message.status !== 'STREAMING' ? message : null;
+  if (!message) return { status: 'INTERRUPTED', error: 'the message was deleted', content: '' };
+  return message.status !== 'STREAMING' ? message : null;
 }
 
 function cleanTitle(text: string): string {

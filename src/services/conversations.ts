@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { Viewer } from '../auth.ts';
+import type { HistoryCache } from '../cache/history-cache.ts';
 import type { Db } from '../db/client.ts';
 import type { Conversation, Prisma } from '../generated/prisma/sqlite/client.ts';
 import { notFound } from '../graphql/errors.ts';
@@ -38,7 +39,10 @@ function before(key: ConversationKey): Prisma.ConversationWhereInput {
 }
 
 export class ConversationService {
-  constructor(private readonly db: Db) {}
+  constructor(
+    private readonly db: Db,
+    private readonly cache: HistoryCache,
+  ) {}
 
   /** The viewer's conversation, or null for a missing or foreign id. */
   find(viewer: Viewer, id: string, query: ConversationQuery = {}): Promise<Conversation | null> {
@@ -80,7 +84,7 @@ export class ConversationService {
 
   /** Deletes the conversation and, by cascade, its messages. */
   async delete(viewer: Viewer, id: string): Promise<string> {
-    const { count } = await this.db.conversation.deleteMany({ where: { id, userId: viewer.userId } });
+    const { count } = await this.cache.writing(viewer.userId, id, () => this.db.conversation.deleteMany({ where: { id, userId: viewer.userId } }));
     if (count === 0) throw notFound('conversation');
     return id;
   }

@@ -1,6 +1,7 @@
 // Pages of Conversation.messages for every conversation of one GraphQL request, loaded together.
 // A list of 50 conversations asking for their last 5 messages costs two queries: one window
 // query that picks each conversation's rows, and one that reads them.
+import type { HistoryCache } from '../cache/history-cache.ts';
 import type { Db } from '../db/client.ts';
 import type { DatabaseProvider } from '../db/provider.ts';
 import { Prisma, type Message } from '../generated/prisma/sqlite/client.ts';
@@ -27,6 +28,8 @@ export class MessagePageLoader {
   constructor(
     private readonly db: Db,
     provider: DatabaseProvider,
+    private readonly cache: HistoryCache,
+    private readonly userId: string,
   ) {
     this.quote = provider === 'mysql' ? '`' : '"';
   }
@@ -54,6 +57,43 @@ export class MessagePageLoader {
 
   private async run(window: PageWindow<number>, requests: Request[]): Promise<void> {
     const ids = [...new Set(requests.map((r) => r.conversationId))];
+    const rows = this.isNewestPage(window) ? await this.newestPages(ids, window.limit) : await this.pages(ids, window);
+    const byConversation = new Map<string, Message[]>();
+    for (const row of rows) {
+      const list = byConversation.get(row.conversationId);
+      if (list) list.push(row);
+      else byConversation.set(row.conversationId, [row]);
+    }
+    for (const request of requests) request.resolve(byConversation.get(request.conversationId) ?? []);
+  }
+
+  /** `last: n` without a cursor, and small enough for the history cache to answer. */
+  private isNewestPage(window: PageWindow<number>): boolean {
+    return window.fromEnd && window.after === undefined && window.before === undefined && window.limit + 1 <= this.cache.size;
+  }
+
+  /** Newest first, `limit + 1` per conversation: cached entries, the rest read together and cached. */
+  private async newestPages(ids: string[], limit: number): Promise<Message[]> {
+    const reads = await this.cache.read(this.userId, ids);
+    const missing = ids.filter((id) => !('messages' in reads.get(id)!));
+    const loaded = missing.length > 0 ? await this.pages(missing, { limit: this.cache.size - 1, fromEnd: true }) : [];
+    const rows: Message[] = [];
+    for (const id of ids) {
+      const read = reads.get(id)!;
+      let newest: Message[];
+      if ('messages' in read) {
+        newest = read.messages;
+      } else {
+        newest = loaded.filter((m) => m.conversationId === id).reverse();
+        if (read.version !== null) this.cache.fill(this.userId, id, read.version, newest);
+      }
+      rows.push(...newest.slice(-(limit + 1)).reverse());
+    }
+    return rows;
+  }
+
+  /** Rows of each conversation in window order, at most `limit + 1` each. */
+  private async pages(ids: string[], window: PageWindow<number>): Promise<Message[]> {
     const seqRange = { gt: window.after, lt: window.before };
     const order = window.fromEnd ? 'desc' : 'asc';
     let rows: Message[];
@@ -72,12 +112,6 @@ export class MessagePageLoader {
         ) ranked WHERE rn <= ${window.limit + 1}`;
       rows = picked.length === 0 ? [] : await this.db.message.findMany({ where: { id: { in: picked.map((p) => p.id) } }, orderBy: { seq: order } });
     }
-    const byConversation = new Map<string, Message[]>();
-    for (const row of rows) {
-      const list = byConversation.get(row.conversationId);
-      if (list) list.push(row);
-      else byConversation.set(row.conversationId, [row]);
-    }
-    for (const request of requests) request.resolve(byConversation.get(request.conversationId) ?? []);
+    return rows;
   }
 }

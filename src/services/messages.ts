@@ -2,8 +2,10 @@ import { z } from 'zod';
 import type { Viewer } from '../auth.ts';
 import type { Db } from '../db/client.ts';
 import type { Message, Prisma, Role } from '../generated/prisma/sqlite/client.ts';
+import type { HistoryCache } from '../cache/history-cache.ts';
 import { notFound } from '../graphql/errors.ts';
 import { parseInput } from './input.ts';
+import { cachedRecentMessages, loadRecentMessages } from './recent-messages.ts';
 
 export const MAX_HISTORY_LIMIT = 100;
 export const MAX_METADATA_BYTES = 64 * 1024;
@@ -43,6 +45,7 @@ export class MessageService {
   constructor(
     private readonly db: Db,
     limits: MessageLimits,
+    private readonly cache: HistoryCache,
   ) {
     this.addSchema = addInput(limits);
   }
@@ -53,56 +56,56 @@ export class MessageService {
    */
   async add(viewer: Viewer, rawInput: unknown, query: MessageQuery = {}): Promise<Message> {
     const input = parseInput(this.addSchema, rawInput, 'input');
-    return this.db.$transaction(async (tx) => {
-      let conversation: { id: string; lastSeq: number };
-      if (input.conversationId != null) {
-        const { count } = await tx.conversation.updateMany({
-          where: { id: input.conversationId, userId: viewer.userId },
-          data: { lastSeq: { increment: 1 } },
+    const append = () =>
+      this.db.$transaction(async (tx) => {
+        let conversation: { id: string; lastSeq: number };
+        if (input.conversationId != null) {
+          const { count } = await tx.conversation.updateMany({
+            where: { id: input.conversationId, userId: viewer.userId },
+            data: { lastSeq: { increment: 1 } },
+          });
+          if (count === 0) throw notFound('conversation');
+          conversation = await tx.conversation.findUniqueOrThrow({ where: { id: input.conversationId }, select: { id: true, lastSeq: true } });
+        } else {
+          conversation = await tx.conversation.create({ data: { userId: viewer.userId, lastSeq: 1 }, select: { id: true, lastSeq: true } });
+        }
+        return tx.message.create({
+          ...query,
+          data: {
+            conversationId: conversation.id,
+            userId: viewer.userId,
+            seq: conversation.lastSeq,
+            role: input.role,
+            content: input.content,
+            tokenCount: input.tokenCount ?? null,
+            metadata: (input.metadata ?? undefined) as Prisma.InputJsonValue | undefined,
+          },
         });
-        if (count === 0) throw notFound('conversation');
-        conversation = await tx.conversation.findUniqueOrThrow({ where: { id: input.conversationId }, select: { id: true, lastSeq: true } });
-      } else {
-        conversation = await tx.conversation.create({ data: { userId: viewer.userId, lastSeq: 1 }, select: { id: true, lastSeq: true } });
-      }
-      return tx.message.create({
-        ...query,
-        data: {
-          conversationId: conversation.id,
-          userId: viewer.userId,
-          seq: conversation.lastSeq,
-          role: input.role,
-          content: input.content,
-          tokenCount: input.tokenCount ?? null,
-          metadata: (input.metadata ?? undefined) as Prisma.InputJsonValue | undefined,
-        },
       });
-    });
+    // A new conversation has no cache entry to keep in step.
+    return input.conversationId != null ? this.cache.writing(viewer.userId, input.conversationId, append) : append();
   }
 
   /** Deletes every message of the viewer's conversation; returns how many. */
   async clear(viewer: Viewer, conversationId: string): Promise<number> {
-    return this.db.$transaction(async (tx) => {
-      // Touching the conversation first checks ownership and locks it against concurrent adds.
-      const { count } = await tx.conversation.updateMany({ where: { id: conversationId, userId: viewer.userId }, data: { updatedAt: new Date() } });
-      if (count === 0) throw notFound('conversation');
-      return (await tx.message.deleteMany({ where: { conversationId } })).count;
-    });
+    return this.cache.writing(viewer.userId, conversationId, () =>
+      this.db.$transaction(async (tx) => {
+        // Touching the conversation first checks ownership and locks it against concurrent adds.
+        const { count } = await tx.conversation.updateMany({ where: { id: conversationId, userId: viewer.userId }, data: { updatedAt: new Date() } });
+        if (count === 0) throw notFound('conversation');
+        return (await tx.message.deleteMany({ where: { conversationId } })).count;
+      }),
+    );
   }
 
   /** The newest `limit` messages of the viewer's conversation, oldest first. */
   async history(viewer: Viewer, conversationId: string, limit: number): Promise<ChatMessage[]> {
     parseInput(historyLimit, limit, 'limit');
-    const newest = await this.db.message.findMany({
-      where: { conversationId, userId: viewer.userId },
-      select: { role: true, content: true },
-      orderBy: { seq: 'desc' },
-      take: limit,
-    });
-    // No rows: an empty conversation of the viewer's, or none of theirs at all.
-    if (newest.length === 0 && !(await this.db.conversation.findFirst({ where: { id: conversationId, userId: viewer.userId }, select: { id: true } }))) {
-      throw notFound('conversation');
-    }
-    return newest.reverse();
+    const newest =
+      limit <= this.cache.size
+        ? await cachedRecentMessages(this.db, this.cache, viewer.userId, conversationId)
+        : await loadRecentMessages(this.db, viewer.userId, conversationId, limit);
+    if (!newest) throw notFound('conversation');
+    return newest.slice(-limit).map(({ role, content }) => ({ role, content }));
   }
 }

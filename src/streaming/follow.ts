@@ -22,12 +22,19 @@ export interface FollowOptions {
 
 export async function* followMessage(broker: StreamBroker, messageId: string, options: FollowOptions): AsyncGenerator<StreamEvent> {
   let next = options.afterSeq + 1;
+  // The text this subscriber has been sent; it may start mid-reply, after afterSeq.
+  let received = '';
+  const receivedFromStart = next === 0;
   const live = new Map<number, StreamEvent>();
   let wake: (() => void) | undefined;
-  const stopListening = await broker.listen(messageId, (event) => {
-    if (event.seq >= next) live.set(event.seq, event);
-    wake?.();
-  });
+  const safeRead = (from: number) => broker.read(messageId, from).catch(() => [] as StreamEvent[]);
+  // Without live events (Redis unreachable) the subscriber still ends: it polls the database.
+  const stopListening = await broker
+    .listen(messageId, (event) => {
+      if (event.seq >= next) live.set(event.seq, event);
+      wake?.();
+    })
+    .catch(() => () => {});
   const onAbort = () => wake?.();
   options.signal.addEventListener('abort', onAbort);
 
@@ -36,24 +43,27 @@ export async function* followMessage(broker: StreamBroker, messageId: string, op
     for (const event of events) {
       if (event.seq !== next) continue;
       next++;
+      received += event.delta;
       yield event;
       if (event.done) return true;
     }
     return false;
   };
 
-  // The end of a message that is no longer streaming: the log holds the rest, unless it expired.
+  // The end of a message that is no longer streaming: the log holds the rest, unless it is
+  // unreachable (Redis down) or expired. Then the saved text the subscriber lacks comes as one
+  // event, so its deltas still add up to the saved content.
   const finish = async function* (finished: FinishedMessage): AsyncGenerator<StreamEvent> {
-    if (yield* take(await broker.read(messageId, next))) return;
+    if (yield* take(await safeRead(next))) return;
     if (yield* take([...live.values()].sort((a, b) => a.seq - b.seq))) return;
-    if (next === 0 && finished.content) {
-      yield { seq: next++, delta: finished.content, done: false, status: 'STREAMING' };
+    if (receivedFromStart && finished.content.length > received.length && finished.content.startsWith(received)) {
+      yield { seq: next++, delta: finished.content.slice(received.length), done: false, status: 'STREAMING' };
     }
     yield { seq: next, delta: '', done: true, status: finished.status, error: finished.error };
   };
 
   try {
-    if (yield* take(await broker.read(messageId, next))) return;
+    if (yield* take(await safeRead(next))) return;
     if (options.finished) return yield* finish(options.finished);
     let gapReads = 0;
     for (;;) {
@@ -67,7 +77,7 @@ export async function* followMessage(broker: StreamBroker, messageId: string, op
       for (const seq of live.keys()) if (seq < next) live.delete(seq);
       if (live.size > 0) {
         // A later event arrived first: the ones before it are already in the log.
-        if (yield* take(await broker.read(messageId, next))) return;
+        if (yield* take(await safeRead(next))) return;
         if (!live.has(next) && ++gapReads < 100) {
           await new Promise((resolve) => setTimeout(resolve, 5));
           continue;

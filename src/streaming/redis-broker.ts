@@ -48,6 +48,10 @@ export class RedisBroker implements StreamBroker {
     this.redis.defineCommand('parleyAppend', { numberOfKeys: 2, lua: APPEND });
     this.redis.defineCommand('parleySeal', { numberOfKeys: 2, lua: SEAL });
     this.stopChannel = `${options.prefix}stop`;
+    // Also after a reconnect, in case the first SUBSCRIBE happened while Redis was away.
+    options.subscriber.on('ready', () => {
+      if (this.stopHandlers.length > 0) options.subscriber.subscribe(this.stopChannel).catch(() => {});
+    });
     options.subscriber.on('message', (channel: string, message: string) => {
       if (channel === this.stopChannel) {
         for (const handler of this.stopHandlers) handler(message);

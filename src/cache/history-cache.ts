@@ -1,0 +1,249 @@
+// The newest messages of each conversation, cached in Redis per user and conversation.
+//
+// Correctness rests on four rules:
+// - Entries are only ever filled from the database, and only with what a reader saw.
+// - A writer brackets its database change: before it, the conversation's version is bumped, the
+//   entry deleted and an in-flight writer counted (with a TTL, in case the writer dies); after
+//   it, the version is bumped again, the entry deleted and the writer uncounted. One Lua step each.
+// - A fill lands only if the version is still the one read before the database read and no
+//   writer is in flight. So a reader that raced a writer, or a writer that died between its
+//   commit and its cleanup, never leaves an entry the database did not hold.
+// - Every entry carries the cache epoch. An instance that could not reach Redis around a write
+//   bumps the epoch as soon as Redis answers again, before it uses the cache, which retires every
+//   entry that might have missed that write.
+// Redis failures never fail a request: every call is bounded by the command timeout, and while
+// Redis is unavailable the cache stands aside and the database answers.
+import type { Redis } from 'ioredis';
+import type { Message } from '../generated/prisma/sqlite/client.ts';
+import type { Logger } from '../logger.ts';
+
+// KEYS: entry, version, epoch, writers. Returns {entry JSON} when it belongs to the current
+// epoch, else {false, version} to fill against, or {false, false} while a writer is in flight.
+const READ = `
+local entry = redis.call('GET', KEYS[1])
+if entry then
+  local epoch = redis.call('GET', KEYS[3]) or '0'
+  if string.sub(entry, 1, string.len(epoch) + 1) == epoch .. '|' then
+    return {string.sub(entry, string.len(epoch) + 2)}
+  end
+end
+if tonumber(redis.call('GET', KEYS[4]) or '0') > 0 then return {false, false} end
+return {false, redis.call('GET', KEYS[2]) or '0'}
+`;
+
+// KEYS: entry, version, epoch, writers. ARGV: version seen before the database read, JSON, ttl ms.
+const FILL = `
+if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then return 0 end
+if tonumber(redis.call('GET', KEYS[4]) or '0') > 0 then return 0 end
+local epoch = redis.call('GET', KEYS[3]) or '0'
+redis.call('SET', KEYS[1], epoch .. '|' .. ARGV[2], 'PX', ARGV[3])
+return 1
+`;
+
+// KEYS: entry, version, writers. ARGV: +1 before a change, -1 after it; version ttl ms; writer ttl ms.
+const WRITE = `
+redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('DEL', KEYS[1])
+local writers = redis.call('INCRBY', KEYS[3], ARGV[1])
+if writers <= 0 then redis.call('DEL', KEYS[3]) else redis.call('PEXPIRE', KEYS[3], ARGV[3]) end
+return 1
+`;
+
+type CacheRedis = Redis & {
+  historyRead(entry: string, version: string, epoch: string, writers: string): Promise<[string] | [null, string | null]>;
+  historyFill(entry: string, version: string, epoch: string, writers: string, seenVersion: string, messages: string, ttlMs: number): Promise<number>;
+  historyWrite(entry: string, version: string, writers: string, delta: number, versionTtlMs: number, writerTtlMs: number): Promise<number>;
+};
+
+// Longer than any transaction that changes messages: a writer that died is forgotten after it.
+const WRITER_TTL_MS = 30_000;
+
+export interface CacheStats {
+  status: 'up' | 'down' | 'off';
+  hits: number;
+  misses: number;
+  errors: number;
+  /** Reads served by the database because Redis was unavailable. */
+  bypassed: number;
+}
+
+/** What the cache holds for one conversation: its messages, or the version a fill must match. */
+export type CacheRead = { messages: Message[] } | { version: string | null };
+
+export interface HistoryCache {
+  /** How many of a conversation's newest messages an entry holds. */
+  readonly size: number;
+  /** Entries of the user's conversations. `version: null` means: do not fill (Redis unavailable). */
+  read(userId: string, conversationIds: string[]): Promise<Map<string, CacheRead>>;
+  /** Stores the newest `size` messages (oldest first) read from the database after `read`. */
+  fill(userId: string, conversationId: string, version: string, messages: Message[]): void;
+  /** Runs a database change to the conversation's messages with the cache closed around it. */
+  writing<T>(userId: string, conversationId: string, change: () => Promise<T>): Promise<T>;
+  stats(): CacheStats;
+}
+
+/**
+ * The conversation's newest `cache.size` messages, oldest first: from the cache, or from `load`,
+ * which returns null when the conversation is not the user's (nothing is cached then).
+ */
+export async function recentMessages(cache: HistoryCache, userId: string, conversationId: string, load: () => Promise<Message[] | null>): Promise<Message[] | null> {
+  const entry = (await cache.read(userId, [conversationId])).get(conversationId)!;
+  if ('messages' in entry) return entry.messages;
+  const messages = await load();
+  if (messages !== null && entry.version !== null) cache.fill(userId, conversationId, entry.version, messages);
+  return messages;
+}
+
+/** Without Redis every read goes to the database. */
+export class NoHistoryCache implements HistoryCache {
+  constructor(readonly size: number) {}
+  async read(_userId: string, conversationIds: string[]): Promise<Map<string, CacheRead>> {
+    return new Map(conversationIds.map((id) => [id, { version: null }]));
+  }
+  fill() {}
+  writing<T>(_userId: string, _conversationId: string, change: () => Promise<T>): Promise<T> {
+    return change();
+  }
+  stats(): CacheStats {
+    return { status: 'off', hits: 0, misses: 0, errors: 0, bypassed: 0 };
+  }
+}
+
+export interface RedisHistoryCacheOptions {
+  redis: Redis;
+  prefix: string;
+  size: number;
+  ttlMs: number;
+  logger: Logger;
+  /** How long the cache stands aside after a failure before it tries Redis again. */
+  retryAfterMs?: number;
+}
+
+export class RedisHistoryCache implements HistoryCache {
+  readonly size: number;
+  private readonly redis: CacheRedis;
+  private readonly counters = { hits: 0, misses: 0, errors: 0, bypassed: 0 };
+  private available = true;
+  /** An invalidation may have been lost: the epoch must move before the cache is used again. */
+  private missedInvalidation = false;
+  private retryAt = 0;
+  private reconnecting: Promise<boolean> | undefined;
+
+  constructor(private readonly options: RedisHistoryCacheOptions) {
+    this.size = options.size;
+    this.redis = options.redis as CacheRedis;
+    this.redis.defineCommand('historyRead', { numberOfKeys: 4, lua: READ });
+    this.redis.defineCommand('historyFill', { numberOfKeys: 4, lua: FILL });
+    this.redis.defineCommand('historyWrite', { numberOfKeys: 3, lua: WRITE });
+  }
+
+  private keys(userId: string, conversationId: string) {
+    // The hash tag keeps a conversation's keys together on a Redis Cluster slot.
+    const base = `${this.options.prefix}history:{${userId}:${conversationId}}`;
+    return { entry: `${base}:messages`, version: `${base}:version`, writers: `${base}:writers`, epoch: `${this.options.prefix}history-epoch` };
+  }
+
+  async read(userId: string, conversationIds: string[]): Promise<Map<string, CacheRead>> {
+    const bypass = () => {
+      this.counters.bypassed += conversationIds.length;
+      return new Map<string, CacheRead>(conversationIds.map((id) => [id, { version: null }]));
+    };
+    if (!(await this.usable())) return bypass();
+    try {
+      const results = await Promise.all(
+        conversationIds.map((id) => {
+          const keys = this.keys(userId, id);
+          return this.redis.historyRead(keys.entry, keys.version, keys.epoch, keys.writers);
+        }),
+      );
+      const reads = new Map<string, CacheRead>();
+      results.forEach(([cached, version], i) => {
+        if (cached != null) this.counters.hits++;
+        else this.counters.misses++;
+        reads.set(conversationIds[i]!, cached != null ? { messages: reviveMessages(cached) } : { version: version ?? null });
+      });
+      return reads;
+    } catch (error) {
+      this.failed(error, false);
+      return bypass();
+    }
+  }
+
+  fill(userId: string, conversationId: string, version: string, messages: Message[]): void {
+    if (!this.available) return;
+    const keys = this.keys(userId, conversationId);
+    this.redis.historyFill(keys.entry, keys.version, keys.epoch, keys.writers, version, JSON.stringify(messages), this.options.ttlMs).catch((error) => this.failed(error, false));
+  }
+
+  async writing<T>(userId: string, conversationId: string, change: () => Promise<T>): Promise<T> {
+    const keys = this.keys(userId, conversationId);
+    const mark = async (delta: 1 | -1) => {
+      if (!this.available) {
+        this.missedInvalidation = true;
+        return;
+      }
+      try {
+        await this.redis.historyWrite(keys.entry, keys.version, keys.writers, delta, this.options.ttlMs, WRITER_TTL_MS);
+      } catch (error) {
+        this.failed(error, true);
+      }
+    };
+    await mark(1);
+    try {
+      return await change();
+    } finally {
+      await mark(-1);
+    }
+  }
+
+  stats(): CacheStats {
+    return { status: this.available ? 'up' : 'down', ...this.counters };
+  }
+
+  private failed(error: unknown, lostInvalidation: boolean): void {
+    this.counters.errors++;
+    if (lostInvalidation) this.missedInvalidation = true;
+    if (this.available) {
+      this.available = false;
+      // A failed or timed-out call may still run later; assume the worst about what it missed.
+      this.missedInvalidation = true;
+      this.options.logger.error({ err: error }, 'Redis history cache unavailable; reading from the database until it is back');
+    }
+    this.retryAt = Date.now() + (this.options.retryAfterMs ?? 1000);
+  }
+
+  /** Whether reads may use Redis now; after an outage, first retires every entry. */
+  private async usable(): Promise<boolean> {
+    if (this.available && !this.missedInvalidation) return true;
+    if (Date.now() < this.retryAt) return false;
+    this.reconnecting ??= (async () => {
+      try {
+        await this.redis.incr(this.keys('', '').epoch);
+        this.missedInvalidation = false;
+        if (!this.available) this.options.logger.info('Redis history cache is back; entries from before the outage are retired');
+        this.available = true;
+        return true;
+      } catch (error) {
+        this.failed(error, false);
+        return false;
+      } finally {
+        this.reconnecting = undefined;
+      }
+    })();
+    return this.reconnecting;
+  }
+}
+
+const DATE_FIELDS = ['createdAt', 'updatedAt', 'leaseExpiresAt'] as const;
+
+function reviveMessages(json: string): Message[] {
+  const messages = JSON.parse(json) as Message[];
+  for (const message of messages) {
+    for (const field of DATE_FIELDS) {
+      const value = message[field] as unknown;
+      if (typeof value === 'string') (message as Record<string, unknown>)[field] = new Date(value);
+    }
+  }
+  return messages;
+}
