@@ -8,9 +8,9 @@
 // - A fill lands only if the version is still the one read before the database read and no
 //   writer is in flight. So a reader that raced a writer, or a writer that died between its
 //   commit and its cleanup, never leaves an entry the database did not hold.
-// - Every entry carries the cache epoch. An instance that could not reach Redis around a write
-//   bumps the epoch as soon as Redis answers again, before it uses the cache, which retires every
-//   entry that might have missed that write.
+// - Every entry carries the cache epoch. An instance that could not reach Redis around a write,
+//   or whose connection to Redis dropped, bumps the epoch as soon as Redis answers again and
+//   before it uses the cache, which retires every entry that might have missed a write.
 // Redis failures never fail a request: every call is bounded by the command timeout, and while
 // Redis is unavailable the cache stands aside and the database answers.
 import type { Redis } from 'ioredis';
@@ -136,6 +136,11 @@ export class RedisHistoryCache implements HistoryCache {
     this.redis.defineCommand('historyRead', { numberOfKeys: 4, lua: READ });
     this.redis.defineCommand('historyFill', { numberOfKeys: 4, lua: FILL });
     this.redis.defineCommand('historyWrite', { numberOfKeys: 3, lua: WRITE });
+    // A dropped connection means Redis went away, maybe to come back from an old snapshot, or
+    // while another instance could not reach it to invalidate: retire everything before reuse.
+    this.redis.on('close', () => {
+      this.missedInvalidation = true;
+    });
   }
 
   private keys(userId: string, conversationId: string) {

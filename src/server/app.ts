@@ -138,7 +138,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     plugins: [
       EnvelopArmorPlugin({
         maxDepth: { n: 12 },
-        costLimit: { maxCost: 5000 },
+        costLimit: { maxCost: 20_000 },
         maxAliases: { n: 15 },
         maxTokens: { n: 2000 },
         maxDirectives: { n: 50 },

@@ -27,6 +27,12 @@ type Documents = {
     "\n  query ListConversationsBackwards($last: Int, $before: String) {\n    conversations(last: $last, before: $before) {\n      edges { node { id } }\n      pageInfo { hasNextPage hasPreviousPage startCursor }\n    }\n  }\n": typeof types.ListConversationsBackwardsDocument,
     "\n  query History($conversationId: ID!, $limit: Int) { history(conversationId: $conversationId, limit: $limit) { role content } }\n": typeof types.HistoryDocument,
     "\n  query ListWithRecentMessages($first: Int) {\n    conversations(first: $first) {\n      edges { node { id title messageCount messages(last: 5) { edges { node { id content conversation { id } } } } } }\n    }\n  }\n": typeof types.ListWithRecentMessagesDocument,
+    "mutation CacheAdd($input: AddMessageInput!) { addMessage(input: $input) { id conversation { id } } }": typeof types.CacheAddDocument,
+    "mutation CacheClear($id: ID!) { clearMessages(conversationId: $id) }": typeof types.CacheClearDocument,
+    "mutation CacheRemove($id: ID!) { deleteConversation(id: $id) }": typeof types.CacheRemoveDocument,
+    "query CacheHistory($id: ID!, $limit: Int) { history(conversationId: $id, limit: $limit) { role content } }": typeof types.CacheHistoryDocument,
+    "\n  query CachePage($id: ID!, $last: Int) {\n    conversation(id: $id) {\n      messages(last: $last) {\n        edges { cursor node { id role content status tokenCount metadata createdAt model error } }\n        pageInfo { hasPreviousPage hasNextPage startCursor endCursor }\n      }\n    }\n  }\n": typeof types.CachePageDocument,
+    "\n  query CacheList($last: Int) {\n    conversations(first: 50) { edges { node { id messageCount messages(last: $last) { edges { node { id content seq: content status } } pageInfo { hasPreviousPage } } } } }\n  }\n": typeof types.CacheListDocument,
     "\n  mutation Seed($input: AddMessageInput!) { addMessage(input: $input) { id conversation { id } } }\n": typeof types.SeedDocument,
     "\n  query Owned($id: ID!) {\n    conversation(id: $id) { id title archived messageCount messages(first: 100) { edges { cursor node { content } } } }\n  }\n": typeof types.OwnedDocument,
     "\n  query Mine { conversations(first: 100, archived: null) { edges { node { id title } } } }\n": typeof types.MineDocument,
@@ -57,6 +63,12 @@ const documents: Documents = {
     "\n  query ListConversationsBackwards($last: Int, $before: String) {\n    conversations(last: $last, before: $before) {\n      edges { node { id } }\n      pageInfo { hasNextPage hasPreviousPage startCursor }\n    }\n  }\n": types.ListConversationsBackwardsDocument,
     "\n  query History($conversationId: ID!, $limit: Int) { history(conversationId: $conversationId, limit: $limit) { role content } }\n": types.HistoryDocument,
     "\n  query ListWithRecentMessages($first: Int) {\n    conversations(first: $first) {\n      edges { node { id title messageCount messages(last: 5) { edges { node { id content conversation { id } } } } } }\n    }\n  }\n": types.ListWithRecentMessagesDocument,
+    "mutation CacheAdd($input: AddMessageInput!) { addMessage(input: $input) { id conversation { id } } }": types.CacheAddDocument,
+    "mutation CacheClear($id: ID!) { clearMessages(conversationId: $id) }": types.CacheClearDocument,
+    "mutation CacheRemove($id: ID!) { deleteConversation(id: $id) }": types.CacheRemoveDocument,
+    "query CacheHistory($id: ID!, $limit: Int) { history(conversationId: $id, limit: $limit) { role content } }": types.CacheHistoryDocument,
+    "\n  query CachePage($id: ID!, $last: Int) {\n    conversation(id: $id) {\n      messages(last: $last) {\n        edges { cursor node { id role content status tokenCount metadata createdAt model error } }\n        pageInfo { hasPreviousPage hasNextPage startCursor endCursor }\n      }\n    }\n  }\n": types.CachePageDocument,
+    "\n  query CacheList($last: Int) {\n    conversations(first: 50) { edges { node { id messageCount messages(last: $last) { edges { node { id content seq: content status } } pageInfo { hasPreviousPage } } } } }\n  }\n": types.CacheListDocument,
     "\n  mutation Seed($input: AddMessageInput!) { addMessage(input: $input) { id conversation { id } } }\n": types.SeedDocument,
     "\n  query Owned($id: ID!) {\n    conversation(id: $id) { id title archived messageCount messages(first: 100) { edges { cursor node { content } } } }\n  }\n": types.OwnedDocument,
     "\n  query Mine { conversations(first: 100, archived: null) { edges { node { id title } } } }\n": types.MineDocument,
@@ -140,6 +152,30 @@ export function graphql(source: "\n  query History($conversationId: ID!, $limit:
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
 export function graphql(source: "\n  query ListWithRecentMessages($first: Int) {\n    conversations(first: $first) {\n      edges { node { id title messageCount messages(last: 5) { edges { node { id content conversation { id } } } } } }\n    }\n  }\n"): (typeof documents)["\n  query ListWithRecentMessages($first: Int) {\n    conversations(first: $first) {\n      edges { node { id title messageCount messages(last: 5) { edges { node { id content conversation { id } } } } } }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "mutation CacheAdd($input: AddMessageInput!) { addMessage(input: $input) { id conversation { id } } }"): (typeof documents)["mutation CacheAdd($input: AddMessageInput!) { addMessage(input: $input) { id conversation { id } } }"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "mutation CacheClear($id: ID!) { clearMessages(conversationId: $id) }"): (typeof documents)["mutation CacheClear($id: ID!) { clearMessages(conversationId: $id) }"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "mutation CacheRemove($id: ID!) { deleteConversation(id: $id) }"): (typeof documents)["mutation CacheRemove($id: ID!) { deleteConversation(id: $id) }"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "query CacheHistory($id: ID!, $limit: Int) { history(conversationId: $id, limit: $limit) { role content } }"): (typeof documents)["query CacheHistory($id: ID!, $limit: Int) { history(conversationId: $id, limit: $limit) { role content } }"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query CachePage($id: ID!, $last: Int) {\n    conversation(id: $id) {\n      messages(last: $last) {\n        edges { cursor node { id role content status tokenCount metadata createdAt model error } }\n        pageInfo { hasPreviousPage hasNextPage startCursor endCursor }\n      }\n    }\n  }\n"): (typeof documents)["\n  query CachePage($id: ID!, $last: Int) {\n    conversation(id: $id) {\n      messages(last: $last) {\n        edges { cursor node { id role content status tokenCount metadata createdAt model error } }\n        pageInfo { hasPreviousPage hasNextPage startCursor endCursor }\n      }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query CacheList($last: Int) {\n    conversations(first: 50) { edges { node { id messageCount messages(last: $last) { edges { node { id content seq: content status } } pageInfo { hasPreviousPage } } } } }\n  }\n"): (typeof documents)["\n  query CacheList($last: Int) {\n    conversations(first: 50) { edges { node { id messageCount messages(last: $last) { edges { node { id content seq: content status } } pageInfo { hasPreviousPage } } } } }\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
