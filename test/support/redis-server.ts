@@ -30,6 +30,7 @@ export class TestRedisServer {
       { stdio: 'ignore' },
     );
     const client = new Redis(this.url, { lazyConnect: true, retryStrategy: () => 50, maxRetriesPerRequest: null });
+    client.on('error', () => {});
     for (let i = 0; i < 100; i++) {
       try {
         await client.connect().catch(() => {});
