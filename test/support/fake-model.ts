@@ -20,7 +20,16 @@ export interface Script {
   usage?: { prompt_tokens: number; completion_tokens: number } | false;
   finishReason?: string;
   model?: string;
+  /** Append `|<emission time in ms>;` to every token, for latency measurements. */
+  stamp?: boolean;
 }
+
+/** The emission times carried by stamped tokens. */
+export function tokenStamps(text: string): number[] {
+  return [...text.matchAll(/\|(\d+\.\d+);/g)].map((m) => Number(m[1]));
+}
+
+export const now = () => performance.timeOrigin + performance.now();
 
 export interface RecordedRequest {
   body: {
@@ -127,7 +136,7 @@ export class FakeModel {
       }
       await sleep(script.delayMs);
       if (res.destroyed) return;
-      res.write(chunk([choice({ content: token })]));
+      res.write(chunk([choice({ content: script.stamp ? `${token}|${now().toFixed(3)};` : token })]));
       recorded.sent++;
     }
     res.write(chunk([choice({}, script.finishReason ?? 'stop')]));
