@@ -117,12 +117,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     landingPage: false,
     // Yoga's own limit pipes every body through a stream; the HTTP handler checks Content-Length.
     maxRequestBodySize: false,
-    logging: {
-      debug: (...args) => logger.debug(args.map(String).join(' ')),
-      info: (...args) => logger.info(args.map(String).join(' ')),
-      warn: (...args) => logger.warn(args.map(String).join(' ')),
-      error: (...args) => logger.error(args.map(String).join(' ')),
-    },
+    logging: yogaLogger(logger),
     maskedErrors: {
       maskError(error, message, isDev) {
         const original = error instanceof GraphQLError ? error.originalError : error;
@@ -283,6 +278,13 @@ async function probe(check: () => Promise<unknown>): Promise<{ status: 'up' | 'd
   } catch (error) {
     return { status: 'down', error: error instanceof Error ? error.message.split('\n')[0] : 'unreachable' };
   }
+}
+
+/** Yoga logs a few debug lines per request: they must cost nothing unless debug is on. */
+function yogaLogger(logger: Logger) {
+  const level = (name: 'debug' | 'info' | 'warn' | 'error') =>
+    logger.isLevelEnabled(name) ? (...args: unknown[]) => logger[name](args.map(String).join(' ')) : () => {};
+  return { debug: level('debug'), info: level('info'), warn: level('warn'), error: level('error') };
 }
 
 function authorizationParam(connectionParams: unknown): string | undefined {

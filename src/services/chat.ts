@@ -16,6 +16,7 @@ import { abortable } from '../streaming/abortable.ts';
 import { followMessage, type FinishedMessage } from '../streaming/follow.ts';
 import { buildContext } from './chat-context.ts';
 import { parseInput } from './input.ts';
+import { reserveSeqs } from './sequence.ts';
 import { maxTokensSchema, modelNameSchema, temperatureSchema, type ModelSettings, type UserConfigService } from './user-config.ts';
 
 export interface ChatOptions {
@@ -106,14 +107,7 @@ export class ChatService {
     let created: SendResult;
     const save = () =>
       this.db.$transaction(async (tx) => {
-        let conversation: { id: string; lastSeq: number };
-        if (input.conversationId != null) {
-          const { count } = await tx.conversation.updateMany({ where: { id: input.conversationId, userId: viewer.userId }, data: { lastSeq: { increment: 2 } } });
-          if (count === 0) throw notFound('conversation');
-          conversation = await tx.conversation.findUniqueOrThrow({ where: { id: input.conversationId }, select: { id: true, lastSeq: true } });
-        } else {
-          conversation = await tx.conversation.create({ data: { userId: viewer.userId, lastSeq: 2 }, select: { id: true, lastSeq: true } });
-        }
+        const conversation = await reserveSeqs(tx, viewer.userId, input.conversationId ?? null, 2);
         const userMessage = await tx.message.create({
           data: {
             conversationId: conversation.id,
@@ -147,7 +141,7 @@ export class ChatService {
             },
           },
         });
-        return { conversation: await tx.conversation.findUniqueOrThrow({ where: { id: conversation.id } }), userMessage, assistantMessage };
+        return { conversation, userMessage, assistantMessage };
       });
     try {
       created = input.conversationId != null ? await this.cache.writing(viewer.userId, input.conversationId, save) : await save();

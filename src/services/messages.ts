@@ -5,6 +5,7 @@ import type { Message, Prisma, Role } from '../generated/prisma/sqlite/client.ts
 import type { HistoryCache } from '../cache/history-cache.ts';
 import { notFound } from '../graphql/errors.ts';
 import { parseInput } from './input.ts';
+import { reserveSeqs } from './sequence.ts';
 import { cachedRecentMessages, loadRecentMessages } from './recent-messages.ts';
 
 export const MAX_HISTORY_LIMIT = 100;
@@ -58,17 +59,7 @@ export class MessageService {
     const input = parseInput(this.addSchema, rawInput, 'input');
     const append = () =>
       this.db.$transaction(async (tx) => {
-        let conversation: { id: string; lastSeq: number };
-        if (input.conversationId != null) {
-          const { count } = await tx.conversation.updateMany({
-            where: { id: input.conversationId, userId: viewer.userId },
-            data: { lastSeq: { increment: 1 } },
-          });
-          if (count === 0) throw notFound('conversation');
-          conversation = await tx.conversation.findUniqueOrThrow({ where: { id: input.conversationId }, select: { id: true, lastSeq: true } });
-        } else {
-          conversation = await tx.conversation.create({ data: { userId: viewer.userId, lastSeq: 1 }, select: { id: true, lastSeq: true } });
-        }
+        const conversation = await reserveSeqs(tx, viewer.userId, input.conversationId ?? null, 1);
         return tx.message.create({
           ...query,
           data: {
