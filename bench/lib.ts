@@ -29,7 +29,9 @@ export interface Service {
 /** Starts a TypeScript entry point (Parley's main, or a baseline) and waits for `ready` on its port. */
 export async function startService(name: string, entry: string, env: Record<string, string>, ready = '/health'): Promise<Service> {
   const port = await freePort();
-  const child = spawn(process.execPath, ['--import', tsxLoader, path.join(root, entry)], {
+  // BENCH_PROFILE=<dir>: every server writes a V8 CPU profile there when it exits.
+  const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`,] : [];
+  const child = spawn(process.execPath, [...profile, '--import', tsxLoader, path.join(root, entry)], {
     cwd: root,
     env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', LOG_LEVEL: 'warn', NODE_ENV: 'production', ...env, PORT: String(port) },
     stdio: ['ignore', 'ignore', 'pipe'],

@@ -14,6 +14,8 @@ import { REDIS_URL } from '../test/support/redis.ts';
 import { cpuSeconds, gql, httpLoad, percentile, root, rssBytes, sleep, spread, startService, type Service } from './lib.ts';
 
 const quick = process.argv.includes('--quick');
+// --only 7: one scenario group (1, 2, 3 for 3–5, 6, 7), e.g. with BENCH_PROFILE to profile it.
+const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
 const RUNS = quick ? 1 : 3;
 const size = (full: number, small: number) => (quick ? small : full);
 const prefix = `bench:${process.pid}:`;
@@ -400,6 +402,7 @@ async function main() {
       ['6 idle subscriptions', idleSubscriptions],
       ['7 sendMessage', sendMessageRoundTrip],
     ] as const) {
+      if (only && !name.startsWith(only)) continue;
       console.log(`${name} …`);
       await scenario(await fresh(), model);
     }
@@ -416,8 +419,8 @@ async function main() {
   console.log(`\n${output}\n\n${machine}; ${((Date.now() - started) / 1000).toFixed(0)} s`);
   const resultsDir = path.join(root, 'bench/results');
   mkdirSync(resultsDir, { recursive: true });
-  writeFileSync(path.join(resultsDir, quick ? 'quick.json' : 'latest.json'), JSON.stringify({ date: new Date().toISOString(), machine, runs: RUNS, rows, raw }, null, 2));
-  if (!quick) {
+  writeFileSync(path.join(resultsDir, quick ? 'quick.json' : only ? `only-${only}.json` : 'latest.json'), JSON.stringify({ date: new Date().toISOString(), machine, runs: RUNS, rows, raw }, null, 2));
+  if (!quick && !only) {
     const file = path.join(root, 'BENCHMARKS.md');
     const doc = readFileSync(file, 'utf8');
     const start = doc.indexOf('<!-- results -->');

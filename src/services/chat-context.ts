@@ -33,6 +33,8 @@ export async function buildContext(
   conversationId: string | null,
   newContent: string,
   settings: { systemPrompt: string | null; contextTokens: number },
+  /** Only messages before this position count (the new message and its reply are already saved). */
+  newSeq?: number,
 ): Promise<ModelContext> {
   const newMessageTokens = countTokens(newContent);
   const system: ChatTurn[] = settings.systemPrompt ? [{ role: 'system', content: settings.systemPrompt }] : [];
@@ -61,7 +63,7 @@ export async function buildContext(
   // The newest messages come from the history cache; older ones, if the budget reaches them, from the database.
   const newest = conversationId ? await cachedRecentMessages(db, cache, viewer.userId, conversationId) : null;
   if (conversationId && newest) {
-    for (const message of [...newest].reverse()) consider(message);
+    for (const message of [...newest].reverse()) if (newSeq === undefined || message.seq < newSeq) consider(message);
     let beforeSeq = newest[0]?.seq;
     let more = newest.length === cache.size;
     while (more && beforeSeq !== undefined) {

@@ -103,7 +103,6 @@ export class ChatService {
       if (previous) return previous;
     }
     const settings = await this.userConfigs.modelSettings(viewer, input);
-    const context = await buildContext(this.db, this.cache, viewer, input.conversationId ?? null, input.content, settings);
     let created: SendResult;
     const save = () =>
       this.db.$transaction(async (tx) => {
@@ -115,7 +114,7 @@ export class ChatService {
             seq: conversation.lastSeq - 1,
             role: 'USER',
             content: input.content,
-            tokenCount: context.newMessageTokens,
+            tokenCount: countTokens(input.content),
             clientMessageId: input.clientMessageId ?? null,
           },
         });
@@ -128,17 +127,8 @@ export class ChatService {
             content: '',
             status: 'STREAMING',
             model: settings.model,
-            promptTokens: context.promptTokens,
             leaseExpiresAt: new Date(Date.now() + this.options.leaseMs),
-            metadata: {
-              presetId: settings.presetId,
-              context: {
-                includedMessages: context.includedMessages,
-                omittedMessages: context.omittedMessages,
-                omittedMessageIds: context.omittedMessageIds,
-                promptTokens: context.promptTokens,
-              },
-            },
+            metadata: { presetId: settings.presetId },
           },
         });
         return { conversation, userMessage, assistantMessage };
@@ -153,7 +143,7 @@ export class ChatService {
       }
       throw error;
     }
-    this.generate(created.assistantMessage, created.conversation, context.turns, settings);
+    this.generate(created, settings);
     return created;
   }
 
@@ -168,22 +158,44 @@ export class ChatService {
   }
 
   /** Runs the model in the background; the reply ends through finalize, whatever happens. */
-  private generate(message: Message, conversation: Conversation, turns: { role: 'system' | 'user' | 'assistant'; content: string }[], settings: ModelSettings): void {
+  private generate({ conversation, userMessage, assistantMessage: message }: SendResult, settings: ModelSettings): void {
     const controller = new AbortController();
     const generation: Generation = { controller, userId: message.userId, conversationId: message.conversationId, content: '', checkpointed: 0, done: Promise.resolve() };
     this.generations.set(message.id, generation);
-    generation.done = this.run(message, turns, settings, generation)
+    generation.done = this.run(message, userMessage, settings, generation)
       .catch((error) => {
         this.logger.error({ err: error, messageId: message.id }, 'generation failed unexpectedly');
         return undefined;
       })
       .finally(() => this.generations.delete(message.id))
-      .then((status) => (status === 'COMPLETE' && conversation.title === null ? this.nameConversation(conversation.id, turns.at(-1)!.content, settings) : undefined))
+      .then((status) => (status === 'COMPLETE' && conversation.title === null ? this.nameConversation(conversation.id, userMessage.content, settings) : undefined))
       .catch((error) => this.logger.warn({ err: error, conversationId: conversation.id }, 'could not title the conversation'));
   }
 
+  /**
+   * The prompt for the reply, built here rather than in sendMessage so that the mutation answers
+   * as soon as both messages are saved. The reply's metadata records what was left out.
+   */
+  private async prompt(message: Message, userMessage: Message, settings: ModelSettings) {
+    const viewer = { userId: message.userId };
+    const context = await buildContext(this.db, this.cache, viewer, message.conversationId, userMessage.content, settings, userMessage.seq);
+    const metadata = {
+      ...(message.metadata as Prisma.JsonObject),
+      context: {
+        includedMessages: context.includedMessages,
+        omittedMessages: context.omittedMessages,
+        omittedMessageIds: context.omittedMessageIds,
+        promptTokens: context.promptTokens,
+      },
+    };
+    await this.cache.writing(message.userId, message.conversationId, () =>
+      this.db.message.updateMany({ where: { id: message.id, status: 'STREAMING' }, data: { metadata, promptTokens: context.promptTokens } }),
+    );
+    return context;
+  }
+
   /** Returns how the reply ended, or undefined when another party ended it. */
-  private async run(message: Message, turns: { role: 'system' | 'user' | 'assistant'; content: string }[], settings: ModelSettings, generation: Generation): Promise<Outcome['status'] | undefined> {
+  private async run(message: Message, userMessage: Message, settings: ModelSettings, generation: Generation): Promise<Outcome['status'] | undefined> {
     const { controller } = generation;
     let seq = 0;
     let buffer = '';
@@ -219,9 +231,13 @@ export class ChatService {
 
     let ended = false;
     let outcome: Outcome;
+    let promptTokens: number | null = null;
     try {
+      const context = await this.prompt(message, userMessage, settings);
+      promptTokens = context.promptTokens;
+      controller.signal.throwIfAborted();
       const stream = streamCompletion(
-        { baseUrl: settings.baseUrl, apiKey: settings.apiKey, model: settings.model, messages: turns, maxTokens: settings.maxTokens, temperature: settings.temperature },
+        { baseUrl: settings.baseUrl, apiKey: settings.apiKey, model: settings.model, messages: context.turns, maxTokens: settings.maxTokens, temperature: settings.temperature },
         controller.signal,
         this.options.model,
       );
@@ -236,7 +252,7 @@ export class ChatService {
             status: 'COMPLETE',
             finishReason: next.value.finishReason,
             model: next.value.model,
-            promptTokens: next.value.usage?.promptTokens ?? message.promptTokens,
+            promptTokens: next.value.usage?.promptTokens ?? promptTokens,
             completionTokens: next.value.usage?.completionTokens ?? countTokens(content),
           };
           break;
