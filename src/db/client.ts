@@ -27,6 +27,8 @@ export async function openDatabase({ url, poolSize, onQuery }: DatabaseOptions):
   const provider = databaseProvider(url);
   if (!provider) throw new Error('DATABASE_URL must start with file:, postgresql:// or mysql://');
   const log = onQuery ? [{ level: 'query' as const, emit: 'event' as const }] : [];
+  // Under a burst, transactions wait for a pooled connection instead of failing after 2 s.
+  const transactionOptions = { maxWait: 15_000, timeout: 15_000 };
   let prisma: Db;
   switch (provider) {
     case 'sqlite': {
@@ -36,7 +38,7 @@ export async function openDatabase({ url, poolSize, onQuery }: DatabaseOptions):
         import('../generated/prisma/sqlite/client.ts'),
         import('@prisma/adapter-libsql'),
       ]);
-      prisma = new PrismaClient({ adapter: new PrismaLibSql({ url: `file:${file}` }), log });
+      prisma = new PrismaClient({ adapter: new PrismaLibSql({ url: `file:${file}` }), log, transactionOptions });
       // WAL lets readers run beside the writer; the busy timeout covers other processes' writes.
       await prisma.$queryRawUnsafe('PRAGMA journal_mode = WAL');
       await prisma.$executeRawUnsafe('PRAGMA busy_timeout = 5000');
@@ -48,7 +50,7 @@ export async function openDatabase({ url, poolSize, onQuery }: DatabaseOptions):
         import('@prisma/adapter-pg'),
       ]);
       const adapter = new PrismaPg({ connectionString: url, max: poolSize });
-      prisma = new PrismaClient({ adapter, log }) as unknown as Db;
+      prisma = new PrismaClient({ adapter, log, transactionOptions }) as unknown as Db;
       break;
     }
     case 'mysql': {
@@ -57,7 +59,7 @@ export async function openDatabase({ url, poolSize, onQuery }: DatabaseOptions):
         import('@prisma/adapter-mariadb'),
       ]);
       const adapter = new PrismaMariaDb({ ...mysqlConnectionOptions(url), connectionLimit: poolSize });
-      prisma = new PrismaClient({ adapter, log }) as unknown as Db;
+      prisma = new PrismaClient({ adapter, log, transactionOptions }) as unknown as Db;
       break;
     }
   }
