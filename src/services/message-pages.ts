@@ -76,7 +76,9 @@ export class MessagePageLoader {
   private async newestPages(ids: string[], limit: number): Promise<Message[]> {
     const reads = await this.cache.read(this.userId, ids);
     const missing = ids.filter((id) => !('messages' in reads.get(id)!));
-    const loaded = missing.length > 0 ? await this.pages(missing, { limit: this.cache.size - 1, fromEnd: true }) : [];
+    // Whole entries are read only when they can be cached; otherwise just the page.
+    const fillable = missing.some((id) => (reads.get(id) as { version: string | null }).version !== null);
+    const loaded = missing.length > 0 ? await this.pages(missing, { limit: fillable ? this.cache.size - 1 : limit, fromEnd: true }) : [];
     const rows: Message[] = [];
     for (const id of ids) {
       const read = reads.get(id)!;
