@@ -249,11 +249,14 @@ describe.each(ALL_PROVIDERS)('conversations and messages on %s', (provider) => {
       expect(node.messages.edges.map((e) => e.node.content)).toEqual([`b${n}`, `c${n}`, `d${n}`, `e${n}`, `f${n}`]);
       expect(node.messages.edges.every((e) => e.node.conversation.id === node.id)).toBe(true);
     }
-    // Conversations with counts, the window query, the messages, and their conversations: the
-    // same few statements for 5 conversations as for 50.
+    // Conversations with counts, the window query, the messages, and their conversations (which
+    // Prisma batches per tick, so that one may come in two parts): a few statements, the same
+    // bound for 5 conversations as for 50.
     expect(count).toBeGreaterThanOrEqual(2);
     expect(count).toBeLessThanOrEqual(6);
-    expect((await statementsFor(5)).count).toBe(count);
+    const few = (await statementsFor(5)).count;
+    expect(few).toBeGreaterThanOrEqual(2);
+    expect(Math.abs(count - few)).toBeLessThanOrEqual(1);
   });
 
   describe('bad input', () => {
