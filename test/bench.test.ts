@@ -17,6 +17,7 @@ it('npm run bench -- --quick runs all seven scenarios and their correctness chec
   const code = await new Promise((resolve) => child.on('exit', resolve));
   expect(code, output).toBe(0);
   for (const scenario of ['1 cached history', '2 uncached reads', '3 streaming cost', '4 first-token latency', '4 every-token latency', '5 scale', '6 idle subscriptions', '7 sendMessage']) {
-    expect(output).toMatch(new RegExp(`\\| ${scenario}[^|]* \\| [^|]+ \\| \\d`));
+    // A number in the Parley column; the quick run's tiny idle-memory sample may come out negative.
+    expect(output).toMatch(new RegExp(`\\| ${scenario}[^|]* \\| [^|]+ \\| -?\\d`));
   }
 }, 180_000);

@@ -80,6 +80,12 @@ describe('Redis history cache', () => {
 
   const db = () => plain.app.db.prisma;
 
+  /** Waits until the test's own Redis client is connected again after a restart. */
+  async function probeReady(): Promise<void> {
+    await probe.connect().catch(() => {});
+    await waitFor(() => probe.ping().then(() => true, () => false), Boolean, 5000);
+  }
+
   async function conversationWith(count: number, api = apiA): Promise<string> {
     const first = await api.ok(Add, { input: { role: 'SYSTEM', content: 'm0', metadata: { n: 0 }, tokenCount: 1 } });
     const id = first.addMessage.conversation.id;
@@ -262,7 +268,7 @@ describe('Redis history cache', () => {
       expect(outageLines).toHaveLength(1);
 
       await redisServer.restart();
-      await probe.connect().catch(() => {});
+      await probeReady();
       await waitFor(() => health(a), (h) => h.body.redis.status === 'up', 5000);
       await waitFor(async () => (await apiA.ok(Recent, { id, limit: 5 }), (await health(a)).body.redis.historyCache.status), (s) => s === 'up', 5000);
       expect((await apiA.ok(Recent, { id, limit: 50 })).history).toEqual((await apiPlain.ok(Recent, { id, limit: 50 })).history);
@@ -312,7 +318,7 @@ describe('Redis history cache', () => {
       await redisServer.kill();
       await apiA.ok(Add, { input: { conversationId: id, role: 'USER', content: 'written while Redis was down' } });
       await redisServer.restartFromSnapshot();
-      await probe.connect().catch(() => {});
+      await probeReady();
       // The snapshot brought back the entry from before the write.
       expect((await probe.get(`${prefix}history:{local:${id}}:messages`)) ?? '').toContain('"m3"');
       await waitFor(() => health(b), (h) => h.body.redis.status === 'up', 5000);
@@ -344,7 +350,7 @@ describe('Redis history cache', () => {
         expect((await apiB.ok(StopGeneration, { messageId: stopped.assistantMessage.id })).stopGeneration.status).toMatch(/STOPPED|COMPLETE/);
       } finally {
         await redisServer.restart();
-        await probe.connect().catch(() => {});
+        await probeReady();
       }
       await waitFor(() => health(a), (h) => h.body.redis.status === 'up', 5000);
       await waitFor(() => health(b), (h) => h.body.redis.status === 'up', 5000);
