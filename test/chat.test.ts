@@ -372,3 +372,34 @@ describe('the replay log bound', () => {
     }
   });
 });
+
+describe('idle subscribers', () => {
+  it('many subscribers waiting on a silent reply cost one database check per interval, not one each', async () => {
+    const model = await FakeModel.start();
+    const statements: string[] = [];
+    const server = await startParley({
+      onQuery: (sql) => statements.push(sql),
+      env: { LLM_API_URL: model.url, LLM_MODEL: 'fake-model', LLM_IDLE_TIMEOUT_MS: '60000', STREAM_LEASE_MS: '900' },
+    });
+    const client = wsClient(server.graphqlUrl);
+    try {
+      model.enqueue({ tokens: ['never'], stallAfter: 0 });
+      const sent = (await server.client().ok(SendMessage, { input: { content: 'silence' } })).sendMessage;
+      const subscribers = Array.from({ length: 50 }, () => followWs(client, sent.assistantMessage.id));
+      await new Promise((r) => setTimeout(r, 300));
+      statements.length = 0;
+      await new Promise((r) => setTimeout(r, 1500));
+      const checks = statements.filter((s) => /SELECT .*status.*FROM .*Message/is.test(s) && !/UPDATE/i.test(s)).length;
+      // Checked every 300 ms: about 5 checks in 1.5 s, where one per subscriber would be 250.
+      expect(checks).toBeGreaterThan(0);
+      expect(checks).toBeLessThanOrEqual(12);
+      await server.client().ok(StopGeneration, { messageId: sent.assistantMessage.id });
+      await Promise.all(subscribers.map((s) => s.done));
+      for (const s of subscribers) expect(assertWellFormed(s.events).terminal.status).toBe('STOPPED');
+    } finally {
+      await client.dispose();
+      await server.stop();
+      await model.close();
+    }
+  });
+});

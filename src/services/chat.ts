@@ -59,6 +59,7 @@ const MAX_TITLE_CHARS = 80;
 
 export class ChatService {
   private readonly generations = new Map<string, Generation>();
+  private readonly finishChecks = new Map<string, { at: number; result: Promise<FinishedMessage | null> }>();
   private readonly sendSchema;
   private timers: NodeJS.Timeout[] = [];
   private readonly closing = new AbortController();
@@ -378,12 +379,35 @@ export class ChatService {
     const options = {
       afterSeq,
       finished: finishedState(message),
-      checkEveryMs: Math.min(2000, Math.max(100, Math.floor(this.options.leaseMs / 3))),
-      loadFinished: async () => finishedState(await this.db.message.findUnique({ where: { id: messageId }, select: { status: true, error: true, content: true } })),
+      checkEveryMs: this.checkEveryMs,
+      loadFinished: () => this.finishedMessage(messageId),
     };
     return abortable(async function* (signal) {
       for await (const event of followMessage(broker, messageId, { ...options, signal })) yield { ...event, messageId };
     }, shutdown);
+  }
+
+  /** How long a silent subscriber waits before asking the database whether its reply ended. */
+  private get checkEveryMs(): number {
+    return Math.min(2000, Math.max(100, Math.floor(this.options.leaseMs / 3)));
+  }
+
+  /**
+   * Whether a message has ended, read at most about once per check interval however many
+   * subscribers of this instance are waiting on it: a thousand idle subscribers cost one query.
+   */
+  private finishedMessage(messageId: string): Promise<FinishedMessage | null> {
+    const recent = this.finishChecks.get(messageId);
+    if (recent && Date.now() - recent.at < this.checkEveryMs / 2) return recent.result;
+    const result = this.db.message
+      .findUnique({ where: { id: messageId }, select: { status: true, error: true, content: true } })
+      .then(finishedState);
+    const check = { at: Date.now(), result };
+    this.finishChecks.set(messageId, check);
+    setTimeout(() => {
+      if (this.finishChecks.get(messageId) === check) this.finishChecks.delete(messageId);
+    }, this.checkEveryMs).unref();
+    return result;
   }
 
   private async heartbeat(): Promise<void> {
