@@ -202,6 +202,7 @@ export class ChatService {
     let buffer = '';
     let timer: NodeJS.Timeout | undefined;
     let lost = false;
+    let ended = false;
     let publishFailed = false;
     let publishing = Promise.resolve();
     // The last event slot is the terminal's: past this, text waits for the end.
@@ -230,7 +231,6 @@ export class ChatService {
       });
     };
 
-    let ended = false;
     let outcome: Outcome;
     let promptTokens: number | null = null;
     try {
