@@ -44,28 +44,56 @@ export function streamCompletion(request: CompletionRequest, signal: AbortSignal
   return request.baseUrl === null ? localEcho(request, signal) : openAiStream({ ...request, baseUrl: request.baseUrl }, signal, options);
 }
 
+/** The whole answer in one response, for short internal requests such as titles. */
+export async function completeText(request: CompletionRequest, signal: AbortSignal, options: ModelClientOptions): Promise<string> {
+  if (request.baseUrl === null) {
+    let text = '';
+    const stream = localEcho(request, signal);
+    for (let next = await stream.next(); !next.done; next = await stream.next()) text += next.value;
+    return text;
+  }
+  try {
+    const completion = await openAiClient(request.baseUrl, request.apiKey, options).chat.completions.create(
+      { model: request.model, messages: request.messages, max_tokens: request.maxTokens, temperature: request.temperature },
+      { signal, timeout: options.timeoutMs },
+    );
+    return completion.choices[0]?.message?.content ?? '';
+  } catch (error) {
+    if (signal.aborted) throw signal.reason;
+    throw new ModelError(describe(error));
+  }
+}
+
+// A client holds its own HTTP agent and configuration: building one per reply costs more than
+// the reply's chunks. Keyed by endpoint and key, bounded, oldest dropped first.
+const MAX_CLIENTS = 200;
+const clients = new Map<string, OpenAI>();
+
+function openAiClient(baseUrl: string, apiKey: string | undefined, options: ModelClientOptions): OpenAI {
+  const key = JSON.stringify([baseUrl, apiKey ?? '', options.timeoutMs, options.maxRetries]);
+  let client = clients.get(key);
+  if (!client) {
+    client = new OpenAI({ baseURL: baseUrl, apiKey: apiKey || 'none', timeout: options.timeoutMs, maxRetries: options.maxRetries });
+    if (clients.size >= MAX_CLIENTS) clients.delete(clients.keys().next().value!);
+    clients.set(key, client);
+  }
+  return client;
+}
+
 async function* openAiStream(request: CompletionRequest & { baseUrl: string }, signal: AbortSignal, options: ModelClientOptions): CompletionStream {
   const controller = new AbortController();
   const abort = () => controller.abort();
   signal.addEventListener('abort', abort, { once: true });
-  let watchdog: NodeJS.Timeout | undefined;
+  // One timer for the whole call: it first bounds the wait for the first chunk, then the silence
+  // between chunks. refresh() per chunk is much cheaper than a new timer per chunk.
+  let problem = `the model did not answer within ${options.timeoutMs} ms`;
   let stalled: string | undefined;
-  const arm = (ms: number, problem: string) => {
-    clearTimeout(watchdog);
-    watchdog = setTimeout(() => {
-      stalled = problem;
-      controller.abort();
-    }, ms);
-  };
+  let watchdog = setTimeout(() => {
+    stalled = problem;
+    controller.abort();
+  }, options.timeoutMs);
   try {
-    arm(options.timeoutMs, `the model did not answer within ${options.timeoutMs} ms`);
-    const client = new OpenAI({
-      baseURL: request.baseUrl,
-      apiKey: request.apiKey || 'none',
-      timeout: options.timeoutMs,
-      maxRetries: options.maxRetries,
-    });
-    const stream = await client.chat.completions.create(
+    const stream = await openAiClient(request.baseUrl, request.apiKey, options).chat.completions.create(
       {
         model: request.model,
         messages: request.messages,
@@ -79,8 +107,17 @@ async function* openAiStream(request: CompletionRequest & { baseUrl: string }, s
     let finishReason: string | null = null;
     let model = request.model;
     let usage: CompletionResult['usage'];
+    let first = true;
     for await (const chunk of stream) {
-      arm(options.idleTimeoutMs, `the model stream stalled: no data for ${options.idleTimeoutMs} ms`);
+      if (first) {
+        first = false;
+        problem = `the model stream stalled: no data for ${options.idleTimeoutMs} ms`;
+        clearTimeout(watchdog);
+        watchdog = setTimeout(() => {
+          stalled = problem;
+          controller.abort();
+        }, options.idleTimeoutMs);
+      } else watchdog.refresh();
       if (chunk.model) model = chunk.model;
       if (chunk.usage) usage = { promptTokens: chunk.usage.prompt_tokens, completionTokens: chunk.usage.completion_tokens };
       const choice = chunk.choices[0];

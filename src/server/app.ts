@@ -8,6 +8,7 @@ import { GraphQLError, type ExecutionArgs } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, maskError as yogaMaskError, type YogaInitialContext } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
+import { useSharedSubscriptionEvents } from './shared-subscription-events.ts';
 import { createAuthenticator, type Viewer } from '../auth.ts';
 import { NoHistoryCache, RedisHistoryCache, type HistoryCache } from '../cache/history-cache.ts';
 import { encryptionKeyBytes, type Config } from '../config.ts';
@@ -130,6 +131,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
       },
     },
     plugins: [
+      useSharedSubscriptionEvents(),
       EnvelopArmorPlugin({
         maxDepth: { n: 12 },
         costLimit: { maxCost: 20_000 },

@@ -8,12 +8,12 @@ import type { Db } from '../db/client.ts';
 import { Prisma, type Conversation, type Message } from '../generated/prisma/sqlite/client.ts';
 import type { HistoryCache } from '../cache/history-cache.ts';
 import { notFound } from '../graphql/errors.ts';
-import { ModelError, streamCompletion, type ModelClientOptions } from '../llm/model-client.ts';
+import { completeText, ModelError, streamCompletion, type ModelClientOptions } from '../llm/model-client.ts';
 import { countTokens } from '../llm/tokens.ts';
 import type { Logger } from '../logger.ts';
 import type { MessageStatus, SealResult, StreamBroker, StreamEvent } from '../streaming/events.ts';
 import { abortable } from '../streaming/abortable.ts';
-import { followMessage, type FinishedMessage } from '../streaming/follow.ts';
+import { followMessage, type FinishedMessage, type FollowedEvent } from '../streaming/follow.ts';
 import { buildContext } from './chat-context.ts';
 import { parseInput } from './input.ts';
 import { reserveSeqs } from './sequence.ts';
@@ -62,6 +62,8 @@ export class ChatService {
   private readonly finishChecks = new Map<string, { at: number; result: Promise<FinishedMessage | null> }>();
   private readonly sendSchema;
   private timers: NodeJS.Timeout[] = [];
+  private readonly flushQueue = new Set<() => void>();
+  private flushTimer: NodeJS.Timeout | undefined;
   private readonly closing = new AbortController();
 
   constructor(
@@ -200,7 +202,6 @@ export class ChatService {
     const { controller } = generation;
     let seq = 0;
     let buffer = '';
-    let timer: NodeJS.Timeout | undefined;
     let lost = false;
     let ended = false;
     let publishFailed = false;
@@ -209,8 +210,7 @@ export class ChatService {
     const lastDeltaSeq = this.options.maxEvents - 2;
 
     const publish = () => {
-      clearTimeout(timer);
-      timer = undefined;
+      this.flushQueue.delete(publish);
       if (!buffer || seq > lastDeltaSeq || (seq === lastDeltaSeq && !controller.signal.aborted && !ended)) return;
       const event: StreamEvent = { seq: seq++, delta: buffer, done: false, status: 'STREAMING' };
       generation.content += buffer;
@@ -263,11 +263,11 @@ export class ChatService {
           first = false;
           publish();
         } else {
-          timer ??= setTimeout(publish, this.options.flushMs);
+          this.scheduleFlush(publish);
         }
       }
     } catch (error) {
-      clearTimeout(timer);
+      this.flushQueue.delete(publish);
       const reason = controller.signal.reason;
       if (controller.signal.aborted && (reason === 'stopped' || reason === 'lost')) {
         await publishing;
@@ -288,6 +288,21 @@ export class ChatService {
     await publishing;
     if (lost) return undefined;
     return (await this.finalize(message.id, outcome, generation.content)) ? outcome.status : undefined;
+  }
+
+  /**
+   * Every reply's buffered text is published by one shared timer, so the appends of all replies
+   * due in a flush interval leave together (the broker sends them to Redis as one call). A delta
+   * still waits at most flushMs.
+   */
+  private scheduleFlush(publish: () => void): void {
+    this.flushQueue.add(publish);
+    this.flushTimer ??= setTimeout(() => {
+      this.flushTimer = undefined;
+      const due = [...this.flushQueue];
+      this.flushQueue.clear();
+      for (const flush of due) flush();
+    }, this.options.flushMs);
   }
 
   /**
@@ -372,7 +387,7 @@ export class ChatService {
    * The viewer's message as a stream of events after `afterSeq`. Checks ownership before anything
    * else: a foreign or missing id is NOT_FOUND and yields nothing.
    */
-  async follow(viewer: Viewer, messageId: string, afterSeq: number, shutdown: AbortSignal): Promise<AsyncGenerator<StreamEvent & { messageId: string }>> {
+  async follow(viewer: Viewer, messageId: string, afterSeq: number, shutdown: AbortSignal): Promise<AsyncGenerator<FollowedEvent>> {
     const message = await this.db.message.findFirst({ where: { id: messageId, userId: viewer.userId }, select: { status: true, error: true, content: true } });
     if (!message) throw notFound('message');
     const broker = this.broker;
@@ -382,9 +397,7 @@ export class ChatService {
       checkEveryMs: this.checkEveryMs,
       loadFinished: () => this.finishedMessage(messageId),
     };
-    return abortable(async function* (signal) {
-      for await (const event of followMessage(broker, messageId, { ...options, signal })) yield { ...event, messageId };
-    }, shutdown);
+    return abortable((signal) => followMessage(broker, messageId, { ...options, signal }), shutdown);
   }
 
   /** How long a silent subscriber waits before asking the database whether its reply ended. */
@@ -446,31 +459,21 @@ export class ChatService {
     const input = firstInput.slice(0, TITLE_INPUT_CHARS);
     let title = '';
     if (settings.baseUrl !== null) {
-      const stream = streamCompletion(
-        {
-          baseUrl: settings.baseUrl,
-          apiKey: settings.apiKey,
-          model: settings.model,
-          maxTokens: 24,
-          temperature: 0.2,
-          messages: [
-            { role: 'system', content: 'Write a title of at most six words for a conversation that starts with the user message below. Answer with the title only.' },
-            { role: 'user', content: input },
-          ],
-        },
-        this.closing.signal,
-        this.options.model,
-      );
-      try {
-        for (;;) {
-          const next = await stream.next();
-          if (next.done) break;
-          title += next.value;
-        }
-      } catch (error) {
+      const request = {
+        baseUrl: settings.baseUrl,
+        apiKey: settings.apiKey,
+        model: settings.model,
+        maxTokens: 24,
+        temperature: 0.2,
+        messages: [
+          { role: 'system' as const, content: 'Write a title of at most six words for a conversation that starts with the user message below. Answer with the title only.' },
+          { role: 'user' as const, content: input },
+        ],
+      };
+      title = await completeText(request, this.closing.signal, this.options.model).catch((error) => {
         this.logger.warn({ err: error, conversationId }, 'title generation failed; using the first words');
-        title = '';
-      }
+        return '';
+      });
     }
     title = cleanTitle(title) || cleanTitle(input.split(/\s+/).slice(0, 6).join(' '));
     if (!title) return;

@@ -20,7 +20,13 @@ export interface FollowOptions {
   finished?: FinishedMessage | null;
 }
 
-export async function* followMessage(broker: StreamBroker, messageId: string, options: FollowOptions): AsyncGenerator<StreamEvent> {
+export type FollowedEvent = StreamEvent & { messageId: string };
+
+// A live event reaches every subscriber of its message on this instance as the same object; its
+// tagged copy is shared too, so the GraphQL layer can execute it once for all of them.
+const tagged = new WeakMap<StreamEvent, FollowedEvent>();
+
+export async function* followMessage(broker: StreamBroker, messageId: string, options: FollowOptions): AsyncGenerator<FollowedEvent> {
   let next = options.afterSeq + 1;
   // The text this subscriber has been sent; it may start mid-reply, after afterSeq.
   let received = '';
@@ -39,12 +45,14 @@ export async function* followMessage(broker: StreamBroker, messageId: string, op
   options.signal.addEventListener('abort', onAbort);
 
   // Yields the events that continue the sequence; true once the terminal event went out.
-  const take = function* (events: Iterable<StreamEvent>): Generator<StreamEvent, boolean> {
+  const take = function* (events: Iterable<StreamEvent>): Generator<FollowedEvent, boolean> {
     for (const event of events) {
       if (event.seq !== next) continue;
       next++;
       received += event.delta;
-      yield event;
+      let out = tagged.get(event);
+      if (!out) tagged.set(event, (out = { ...event, messageId }));
+      yield out;
       if (event.done) return true;
     }
     return false;
@@ -53,13 +61,13 @@ export async function* followMessage(broker: StreamBroker, messageId: string, op
   // The end of a message that is no longer streaming: the log holds the rest, unless it is
   // unreachable (Redis down) or expired. Then the saved text the subscriber lacks comes as one
   // event, so its deltas still add up to the saved content.
-  const finish = async function* (finished: FinishedMessage): AsyncGenerator<StreamEvent> {
+  const finish = async function* (finished: FinishedMessage): AsyncGenerator<FollowedEvent> {
     if (yield* take(await safeRead(next))) return;
     if (yield* take([...live.values()].sort((a, b) => a.seq - b.seq))) return;
     if (receivedFromStart && finished.content.length > received.length && finished.content.startsWith(received)) {
-      yield { seq: next++, delta: finished.content.slice(received.length), done: false, status: 'STREAMING' };
+      yield { messageId, seq: next++, delta: finished.content.slice(received.length), done: false, status: 'STREAMING' };
     }
-    yield { seq: next, delta: '', done: true, status: finished.status, error: finished.error };
+    yield { messageId, seq: next, delta: '', done: true, status: finished.status, error: finished.error };
   };
 
   try {

@@ -4,15 +4,26 @@
 import type { Redis } from 'ioredis';
 import { decodeEvent, encodeEvent, type AppendResult, type SealResult, type StreamBroker, type StreamEvent } from './events.ts';
 
-// KEYS: log, seal. ARGV: seq, event, ttl ms, channel, seal token ('' when not sealing).
+// Appends of any number of messages in one step. KEYS: log and seal of each append, in pairs.
+// ARGV: ttl ms, then per append: seq, event, channel, seal token ('' when not sealing).
+// Returns per append 1 (ok), -1 (sealed by another party) or -2 (not the next seq).
 const APPEND = `
-local sealed = redis.call('GET', KEYS[2])
-if sealed and sealed ~= ARGV[5] then return -1 end
-if redis.call('LLEN', KEYS[1]) ~= tonumber(ARGV[1]) then return -2 end
-redis.call('RPUSH', KEYS[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('PUBLISH', ARGV[4], ARGV[2])
-return 1
+local results = {}
+for i = 1, #KEYS / 2 do
+  local log, seal, a = KEYS[2 * i - 1], KEYS[2 * i], 4 * i - 2
+  local sealed = redis.call('GET', seal)
+  if sealed and sealed ~= ARGV[a + 3] then
+    results[i] = -1
+  elseif redis.call('LLEN', log) ~= tonumber(ARGV[a]) then
+    results[i] = -2
+  else
+    redis.call('RPUSH', log, ARGV[a + 1])
+    redis.call('PEXPIRE', log, ARGV[1])
+    redis.call('PUBLISH', ARGV[a + 2], ARGV[a + 1])
+    results[i] = 1
+  end
+end
+return results
 `;
 
 // KEYS: log, seal. ARGV: token, ttl ms. Returns the log to the winner, nothing to the others.
@@ -22,9 +33,20 @@ return redis.call('LRANGE', KEYS[1], 0, -1)
 `;
 
 type BrokerRedis = Redis & {
-  parleyAppend(log: string, seal: string, seq: number, event: string, ttlMs: number, channel: string, token: string): Promise<number>;
+  parleyAppend(keyCount: number, ...keysAndArgs: (string | number)[]): Promise<number[]>;
   parleySeal(log: string, seal: string, token: string, ttlMs: number): Promise<string[] | null>;
 };
+
+interface PendingAppend {
+  messageId: string;
+  event: StreamEvent;
+  sealToken: string;
+  resolve: (result: AppendResult) => void;
+  reject: (error: unknown) => void;
+}
+
+/** Bounds one script call, so a burst cannot block Redis for long. */
+const MAX_BATCH = 500;
 
 export interface RedisBrokerOptions {
   /** Commands and publishes. */
@@ -42,10 +64,11 @@ export class RedisBroker implements StreamBroker {
   private readonly channels = new Map<string, Set<(event: StreamEvent) => void>>();
   private readonly stopHandlers: ((messageId: string) => void)[] = [];
   private readonly stopChannel: string;
+  private pending: PendingAppend[] = [];
 
   constructor(private readonly options: RedisBrokerOptions) {
     this.redis = options.redis as BrokerRedis;
-    this.redis.defineCommand('parleyAppend', { numberOfKeys: 2, lua: APPEND });
+    this.redis.defineCommand('parleyAppend', { lua: APPEND });
     this.redis.defineCommand('parleySeal', { numberOfKeys: 2, lua: SEAL });
     this.stopChannel = `${options.prefix}stop`;
     // Also after a reconnect, in case the first SUBSCRIBE happened while Redis was away.
@@ -69,10 +92,29 @@ export class RedisBroker implements StreamBroker {
     return { log: `${base}:log`, seal: `${base}:seal`, channel: `${base}:events` };
   }
 
-  async append(messageId: string, event: StreamEvent, sealToken = ''): Promise<AppendResult> {
-    const { log, seal, channel } = this.keys(messageId);
-    const result = await this.redis.parleyAppend(log, seal, event.seq, encodeEvent(event), this.options.replayTtlMs, channel, sealToken);
-    return result === 1 ? 'ok' : result === -1 ? 'sealed' : 'out-of-order';
+  append(messageId: string, event: StreamEvent, sealToken = ''): Promise<AppendResult> {
+    return new Promise((resolve, reject) => {
+      // Appends made in the same turn of the event loop, from any number of replies, go to
+      // Redis as one script call: one round trip and one write instead of one per event.
+      if (this.pending.length === 0) setImmediate(() => this.flushAppends());
+      this.pending.push({ messageId, event, sealToken, resolve, reject });
+    });
+  }
+
+  private flushAppends(): void {
+    const batch = this.pending.splice(0, MAX_BATCH);
+    if (this.pending.length > 0) setImmediate(() => this.flushAppends());
+    const keys: string[] = [];
+    const args: (string | number)[] = [this.options.replayTtlMs];
+    for (const { messageId, event, sealToken } of batch) {
+      const { log, seal, channel } = this.keys(messageId);
+      keys.push(log, seal);
+      args.push(event.seq, encodeEvent(event), channel, sealToken);
+    }
+    this.redis.parleyAppend(keys.length, ...keys, ...args).then(
+      (results) => batch.forEach((append, i) => append.resolve(results[i] === 1 ? 'ok' : results[i] === -1 ? 'sealed' : 'out-of-order')),
+      (error) => batch.forEach((append) => append.reject(error)),
+    );
   }
 
   async seal(messageId: string, token: string): Promise<SealResult> {
