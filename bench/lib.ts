@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import WebSocket from 'ws';
 import { freePort } from '../test/support/process.ts';
 
 export const root = path.resolve(import.meta.dirname, '..');
@@ -16,14 +17,24 @@ export interface Service {
   pid: number;
   child: ChildProcess;
   stop(): Promise<void>;
+  /** Runs a full garbage collection in the process (only with `inspect`), so RSS shows live data. */
+  collectGarbage(): Promise<void>;
+  /** V8 heap in use plus memory held outside it by JS objects (only with `inspect`). */
+  heapBytes(): Promise<number>;
+  /** Count and self size of the live objects per type and constructor (only with `inspect`). */
+  snapshot(): Promise<Map<string, [count: number, bytes: number]>>;
 }
 
 /** Starts a TypeScript entry point (Parley's main, or a baseline) and waits for `ready` on its port. */
-export async function startService(name: string, entry: string, env: Record<string, string>, ready = '/health'): Promise<Service> {
+export async function startService(name: string, entry: string, env: Record<string, string>, { ready = '/health', inspect: withInspector = false } = {}): Promise<Service> {
   const port = await freePort();
   // BENCH_PROFILE=<dir>: every server writes a V8 CPU profile there when it exits.
-  const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`,] : [];
-  const child = spawn(process.execPath, [...profile, '--import', tsxLoader, path.join(root, entry)], {
+  const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
+  // The inspector lets the bench trigger a full GC; it does not change how the process allocates.
+  const inspector = withInspector ? ['--inspect=127.0.0.1:0'] : [];
+  // JavaScript (Parley's build in dist/) runs as is; TypeScript (the baselines) through tsx.
+  const loader = entry.endsWith('.ts') ? ['--import', tsxLoader] : [];
+  const child = spawn(process.execPath, [...profile, ...inspector, ...loader, path.join(root, entry)], {
     cwd: root,
     env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', LOG_LEVEL: 'warn', NODE_ENV: 'production', ...env, PORT: String(port) },
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -39,6 +50,17 @@ export async function startService(name: string, entry: string, env: Record<stri
     if (Date.now() > deadline) throw new Error(`${name} did not start: ${errors}`);
     await sleep(100);
   }
+  /** One call of the Chrome DevTools protocol on the process's inspector. */
+  const inspect = async (method: string, params: Record<string, unknown> = {}): Promise<unknown> => {
+    const endpoint = /Debugger listening on (ws:\/\/\S+)/.exec(errors)?.[1];
+    if (!endpoint) throw new Error(`${name} was not started with inspect`);
+    const socket = new WebSocket(endpoint);
+    await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
+    socket.send(JSON.stringify({ id: 1, method, params }));
+    const reply = await new Promise<{ result: unknown }>((resolve) => socket.on('message', (data) => resolve(JSON.parse(String(data)))));
+    socket.close();
+    return reply.result;
+  };
   return {
     name,
     url,
@@ -49,6 +71,47 @@ export async function startService(name: string, entry: string, env: Record<stri
       const exited = new Promise((resolve) => child.once('exit', resolve));
       child.kill('SIGTERM');
       await Promise.race([exited, sleep(15_000).then(() => child.kill('SIGKILL'))]);
+    },
+    collectGarbage: async () => {
+      // Twice: the first collection can leave work for finalizers and weak callbacks.
+      await inspect('HeapProfiler.collectGarbage');
+      await inspect('HeapProfiler.collectGarbage');
+    },
+    snapshot: async () => {
+      // A heap snapshot (V8 collects garbage first), summed per object type and name.
+      const endpoint = /Debugger listening on (ws:\/\/\S+)/.exec(errors)?.[1]!;
+      const socket = new WebSocket(endpoint, { maxPayload: 1 << 30 });
+      await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
+      let text = '';
+      const done = new Promise<void>((resolve) =>
+        socket.on('message', (data) => {
+          const message = JSON.parse(String(data));
+          if (message.method === 'HeapProfiler.addHeapSnapshotChunk') text += message.params.chunk;
+          if (message.id === 1) resolve();
+        }),
+      );
+      socket.send(JSON.stringify({ id: 1, method: 'HeapProfiler.takeHeapSnapshot', params: { reportProgress: false } }));
+      await done;
+      socket.close();
+      const heap = JSON.parse(text);
+      const fields: string[] = heap.snapshot.meta.node_fields;
+      const types: string[] = heap.snapshot.meta.node_types[0];
+      const width = fields.length;
+      const [iType, iName, iSize] = [fields.indexOf('type'), fields.indexOf('name'), fields.indexOf('self_size')];
+      const byName = new Map<string, [number, number]>();
+      for (let i = 0; i < heap.nodes.length; i += width) {
+        const key = `${types[heap.nodes[i + iType]]}:${heap.strings[heap.nodes[i + iName]].slice(0, 60)}`;
+        const entry = byName.get(key) ?? [0, 0];
+        entry[0]++;
+        entry[1] += heap.nodes[i + iSize];
+        byName.set(key, entry);
+      }
+      return byName;
+    },
+    heapBytes: async () => {
+      const reply = (await inspect('Runtime.evaluate', { expression: 'JSON.stringify(process.memoryUsage())', returnByValue: true })) as { result: { value: string } };
+      const usage = JSON.parse(reply.result.value) as { heapUsed: number; external: number };
+      return usage.heapUsed + usage.external;
     },
   };
 }

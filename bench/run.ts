@@ -2,6 +2,7 @@
 // Seven scenarios, each against a baseline measured in the same run on the same machine. Every
 // server runs in its own process on loopback; CPU and RSS come from /proc. Prints one table of
 // medians, writes bench/results/latest.json and the table into BENCHMARKS.md.
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,6 +15,8 @@ import { REDIS_URL } from '../test/support/redis.ts';
 import { cpuSeconds, gql, httpLoad, percentile, root, rssBytes, sleep, spread, startService, type Service } from './lib.ts';
 
 const quick = process.argv.includes('--quick');
+// Parley runs as `npm start` runs it: compiled to dist/ (built in main()).
+const PARLEY = 'dist/server/main.js';
 // --only 7: one scenario group (1, 2, 3 for 3–5, 6, 7), e.g. with BENCH_PROFILE to profile it.
 const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
 const RUNS = quick ? 1 : 3;
@@ -87,7 +90,7 @@ async function compare(parley: () => Promise<number>, baseline: () => Promise<nu
 
 // 1 ─ cached recent history ────────────────────────────────────────────────────────────────
 async function cachedHistory(database: TestDatabase, model: FakeModel) {
-  const parley = await startService('parley', 'src/server/main.ts', parleyEnv(database, model, withRedis));
+  const parley = await startService('parley', PARLEY, parleyEnv(database, model, withRedis));
   const [conversationId] = await seedConversations(parley.url, 1, 20);
   const query = JSON.stringify({ query: 'query($id: ID!) { history(conversationId: $id, limit: 20) { role content } }', variables: { id: conversationId } });
   const expected = await (await fetch(`${parley.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: query })).text();
@@ -119,7 +122,7 @@ async function cachedHistory(database: TestDatabase, model: FakeModel) {
 
 // 2 ─ uncached reads on PostgreSQL ──────────────────────────────────────────────────────────
 async function uncachedReads(database: TestDatabase, model: FakeModel) {
-  const parley = await startService('parley', 'src/server/main.ts', parleyEnv(database, model));
+  const parley = await startService('parley', PARLEY, parleyEnv(database, model));
   await seedConversations(parley.url, size(25, 21), 8);
   const query = JSON.stringify({ query: '{ conversations(first: 20) { edges { node { title messageCount messages(last: 5) { edges { node { id role content } } } } } } }' });
   const baseline = await startService('baseline', 'bench/baselines/pg-reads.ts', { DATABASE_URL: database.url });
@@ -196,6 +199,7 @@ async function parleyStreams(generator: Service, server: Service, model: FakeMod
     }),
   );
   const cpu = cpuSeconds(generator.pid) + cpuSeconds(server.pid) - cpuBefore;
+  if (process.env.BENCH_VERBOSE) console.log(`    ${streams} streams: generator ${cpuSeconds(generator.pid).toFixed(2)} s, subscriber side ${cpuSeconds(server.pid).toFixed(2)} s (cumulative)`);
   await Promise.all(clients.map((c) => c.dispose()));
   return { streams, tokens, delivered, problems, cpuSeconds: cpu, firstTokenMs, tokenMs };
 }
@@ -233,13 +237,14 @@ async function relayStreams(producer: Service, relay: Service, model: FakeModel,
       delivered += tokenStamps(events.map((e) => e.delta).join('')).length;
     }),
   );
+  if (process.env.BENCH_VERBOSE) console.log(`    relay ${streams} streams: producer ${cpuSeconds(producer.pid).toFixed(2)} s, relay ${cpuSeconds(relay.pid).toFixed(2)} s (cumulative)`);
   return { streams, tokens, delivered, problems, cpuSeconds: cpuSeconds(producer.pid) + cpuSeconds(relay.pid) - cpuBefore, firstTokenMs: [], tokenMs };
 }
 
 async function streaming(database: TestDatabase, model: FakeModel) {
   const env = parleyEnv(database, model, { ...withRedis, STREAM_FLUSH_MS: '25' });
-  const a = await startService('parley-a', 'src/server/main.ts', env);
-  const b = await startService('parley-b', 'src/server/main.ts', env);
+  const a = await startService('parley-a', PARLEY, env);
+  const b = await startService('parley-b', PARLEY, env);
   const producer = await startService('relay-producer', 'bench/baselines/relay.ts', { REDIS_URL, BASELINE_PREFIX: `${prefix}relay:`, ROLE: 'producer' });
   const relay = await startService('relay', 'bench/baselines/relay.ts', { REDIS_URL, BASELINE_PREFIX: `${prefix}relay:`, ROLE: 'relay' });
 
@@ -299,49 +304,73 @@ async function streaming(database: TestDatabase, model: FakeModel) {
 // 6 ─ idle subscriptions ────────────────────────────────────────────────────────────────────
 async function idleSubscriptions(database: TestDatabase, model: FakeModel) {
   const count = size(2000, 50);
-  const results: Record<string, number> = {};
-  for (const transport of ['graphql-ws', 'sse'] as const) {
-    const parley = await startService('parley', 'src/server/main.ts', parleyEnv(database, model, withRedis));
-    model.setDefault({ tokens: ['never'], stallAfter: 0 });
-    const sent = await gql<{ sendMessage: { assistantMessage: { id: string } } }>(parley.url, 'mutation { sendMessage(input: { content: "idle" }) { assistantMessage { id } } }');
-    const id = sent.sendMessage.assistantMessage.id;
-    const query = 'subscription($id: ID!) { messageStream(messageId: $id) { seq delta done } }';
-    await sleep(500);
-    const before = rssBytes(parley.pid);
-    const closers: (() => void)[] = [];
+  const query = 'subscription($id: ID!) { messageStream(messageId: $id) { seq delta done } }';
+  const open = (transport: 'graphql-ws' | 'sse', url: string, id: string, onOpen: () => void): (() => void) => {
+    if (transport === 'graphql-ws') {
+      const client = createClient({ url: url.replace('http', 'ws') + '/graphql', webSocketImpl: WebSocket, retryAttempts: 0, lazy: false, on: { connected: onOpen } });
+      client.subscribe({ query, variables: { id } }, { next: () => {}, error: () => {}, complete: () => {} });
+      return () => void client.dispose();
+    }
+    const controller = new AbortController();
+    void fetch(`${url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream' }, body: JSON.stringify({ query, variables: { id } }), signal: controller.signal })
+      .then((res) => {
+        onOpen();
+        return res.body?.getReader().read();
+      })
+      .catch(() => {});
+    return () => controller.abort();
+  };
+  const openMany = async (transport: 'graphql-ws' | 'sse', url: string, id: string, n: number) => {
     let acked = 0;
-    for (let i = 0; i < count; i++) {
-      if (transport === 'graphql-ws') {
-        const client = createClient({ url: parley.url.replace('http', 'ws') + '/graphql', webSocketImpl: WebSocket, retryAttempts: 0, lazy: false, on: { connected: () => acked++ } });
-        client.subscribe({ query, variables: { id } }, { next: () => {}, error: () => {}, complete: () => {} });
-        closers.push(() => void client.dispose());
-      } else {
-        const controller = new AbortController();
-        void fetch(`${parley.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream' }, body: JSON.stringify({ query, variables: { id } }), signal: controller.signal })
-          .then((res) => {
-            acked++;
-            return res.body?.getReader().read();
-          })
-          .catch(() => {});
-        closers.push(() => controller.abort());
-      }
+    const closers: (() => void)[] = [];
+    for (let i = 0; i < n; i++) {
+      closers.push(open(transport, url, id, () => acked++));
       if (i % 100 === 99) await sleep(20);
     }
     const deadline = Date.now() + 30_000;
-    while (acked < count && Date.now() < deadline) await sleep(100);
-    await sleep(2000);
-    const after = rssBytes(parley.pid);
-    results[transport] = (after - before) / count / 1024;
-    for (const close of closers) close();
-    await parley.stop();
+    while (acked < n && Date.now() < deadline) await sleep(100);
+    if (acked < n) throw new Error(`idle subscriptions: only ${acked} of ${n} ${transport} subscriptions opened`);
+    return () => closers.forEach((close) => close());
+  };
+  const perSubscription: Record<'graphql-ws' | 'sse', number[]> = { 'graphql-ws': [], sse: [] };
+  for (let run = 0; run < RUNS; run++) {
+    for (const transport of ['graphql-ws', 'sse'] as const) {
+      const parley = await startService('parley', PARLEY, parleyEnv(database, model, withRedis), { inspect: true });
+      model.setDefault({ tokens: ['never'], stallAfter: 0 });
+      const sent = await gql<{ sendMessage: { assistantMessage: { id: string } } }>(parley.url, 'mutation { sendMessage(input: { content: "idle" }) { assistantMessage { id } } }');
+      const id = sent.sendMessage.assistantMessage.id;
+      // Warm-up: the first subscriptions compile code and fill caches that every later one shares.
+      (await openMany(transport, parley.url, id, 50))();
+      await sleep(500);
+      // Memory is compared after a full collection on both sides: uncollected garbage is not
+      // memory that idle subscriptions hold, and it made single readings swing by ±8 KB.
+      await parley.collectGarbage();
+      const before = rssBytes(parley.pid);
+      const closeAll = await openMany(transport, parley.url, id, count);
+      await sleep(1000);
+      await parley.collectGarbage();
+      perSubscription[transport].push((rssBytes(parley.pid) - before) / count / 1024);
+      closeAll();
+      await parley.stop();
+    }
   }
-  raw.idleSubscriptions = results;
-  record({ scenario: '6 idle subscriptions', metric: 'KB RSS each (graphql-ws)', parley: results['graphql-ws']!, baseline: null, target: '≤ 16 KB', met: results['graphql-ws']! > 0 && results['graphql-ws']! <= 16, detail: `${count} subscriptions; SSE ${fmt(results.sse!)} KB each` });
+  raw.idleSubscriptions = perSubscription;
+  const ws = spread(perSubscription['graphql-ws']);
+  const sse = spread(perSubscription.sse);
+  record({
+    scenario: '6 idle subscriptions',
+    metric: 'KB RSS each (graphql-ws)',
+    parley: ws.median,
+    baseline: null,
+    target: '≤ 16 KB',
+    met: ws.median > 0 && ws.median <= 16,
+    detail: `${count} subscriptions, RSS after a full GC; graphql-ws ${fmt(ws.min)}–${fmt(ws.max)} KB; SSE ${fmt(sse.median)} KB (${fmt(sse.min)}–${fmt(sse.max)})`,
+  });
 }
 
 // 7 ─ sendMessage round trip ────────────────────────────────────────────────────────────────
 async function sendMessageRoundTrip(database: TestDatabase, model: FakeModel) {
-  const parley = await startService('parley', 'src/server/main.ts', parleyEnv(database, model, withRedis));
+  const parley = await startService('parley', PARLEY, parleyEnv(database, model, withRedis));
   const baseline = await startService('baseline', 'bench/baselines/insert.ts', { DATABASE_URL: database.url });
   model.setDefault({ tokens: ['ok'] });
   const [conversationId] = await seedConversations(parley.url, 1, 4);
@@ -383,6 +412,7 @@ function table(): string {
 
 async function main() {
   const started = Date.now();
+  execFileSync(process.execPath, [path.join(root, 'scripts/build.mjs')], { cwd: root, stdio: 'inherit' });
   const model = await FakeModel.start();
   const databases: TestDatabase[] = [];
   const fresh = async () => {

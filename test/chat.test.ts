@@ -6,7 +6,7 @@ import { graphql } from './generated/gql.ts';
 import { FakeModel } from './support/fake-model.ts';
 import { errorOf, startParley, tokenFor, TEST_JWT_SECRET, type GraphQLClient, type TestServer } from './support/parley.ts';
 import { assertWellFormed, finishedMessage, followSse, followWs, SendMessage, StopGeneration, waitFor } from './support/streams.ts';
-import { wsClient } from './support/subscriptions.ts';
+import { subscribeWs, wsClient } from './support/subscriptions.ts';
 
 const UpdateUserConfig = graphql(`
   mutation UpdateUserConfig($input: UpdateUserConfigInput!) {
@@ -20,6 +20,10 @@ const MessageDetails = graphql(`
   query MessageDetails($id: ID!) {
     conversation(id: $id) { title messages(last: 10) { edges { node { id role content status model finishReason promptTokens completionTokens error metadata } } } }
   }
+`);
+
+const NarrowStream = graphql(`
+  subscription NarrowStream($messageId: ID!) { messageStream(messageId: $messageId) { n: seq text: delta done } }
 `);
 
 const ENCRYPTION_KEY = 'a'.repeat(64);
@@ -83,6 +87,26 @@ describe('chat on one instance', () => {
     const saved = await server.app.db.prisma.message.findUniqueOrThrow({ where: { id: sent.assistantMessage.id } });
     expect(saved).toMatchObject({ content, status: 'COMPLETE', leaseExpiresAt: null });
     expect(model.chatRequests.at(-1)!.headers.authorization).toBe('Bearer sk-server-key');
+  });
+
+  it('subscribers of one message with different selections each get their own shape, from shared events', async () => {
+    // Live events are executed once per operation and shared among its subscribers: a sharing
+    // bug would hand one selection's result to another, or one variable set's to another.
+    model.enqueue({ tokens: ['one', ' two', ' three', ' four'], delayMs: 30 });
+    const sent = await send({ content: 'count for us' });
+    const id = sent.assistantMessage.id;
+    const ws = wsClient(server.graphqlUrl, token);
+    const full = [followWs(ws, id), followWs(ws, id), followSse(server.graphqlUrl, id, undefined, token)];
+    const narrow = subscribeWs<{ messageStream: Record<string, unknown> }>(ws, NarrowStream, { messageId: id });
+    const fromSecond = followWs(ws, id, 0);
+    await Promise.all([...full, narrow, fromSecond].map((sub) => sub.done));
+    await ws.dispose();
+    const { content, terminal } = assertWellFormed(full[0]!.events);
+    expect(content).toBe('one two three four');
+    expect(terminal.message).toMatchObject({ id, status: 'COMPLETE', content });
+    for (const other of full.slice(1)) expect(other.events).toEqual(full[0]!.events);
+    expect(narrow.events.map((e) => e.messageStream)).toEqual(full[0]!.events.map(({ messageStream: e }) => ({ n: e.seq, text: e.delta, done: e.done })));
+    expect(fromSecond.events).toEqual(full[0]!.events.slice(1));
   });
 
   it('SSE subscribers get the same events', async () => {

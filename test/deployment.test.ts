@@ -43,9 +43,10 @@ describe('deployment files', () => {
     for (const variable of CONFIG_VARIABLES) expect(readme, variable).toMatch(new RegExp(`^\\| \`${variable}\``, 'm'));
   });
 
-  it('the Dockerfile starts the same entry point as npm start', () => {
+  it('the Dockerfile builds and starts Parley the way npm start does', () => {
     const dockerfile = readFileSync('Dockerfile', 'utf8');
-    const start = JSON.parse(readFileSync('package.json', 'utf8')).scripts.start as string;
-    expect(dockerfile).toContain(`CMD ${JSON.stringify(start.split(' '))}`.replace(/","/g, '", "'));
+    const { prestart, start } = JSON.parse(readFileSync('package.json', 'utf8')).scripts as Record<string, string>;
+    expect(dockerfile).toContain(`RUN ${prestart}\n`);
+    expect(dockerfile).toContain(`CMD ${JSON.stringify(start!.split(' '))}`.replace(/","/g, '", "'));
   });
 });

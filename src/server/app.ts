@@ -8,7 +8,6 @@ import { GraphQLError, type ExecutionArgs } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, maskError as yogaMaskError, type YogaInitialContext } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
-import { useSharedSubscriptionEvents } from './shared-subscription-events.ts';
 import { createAuthenticator, type Viewer } from '../auth.ts';
 import { NoHistoryCache, RedisHistoryCache, type HistoryCache } from '../cache/history-cache.ts';
 import { encryptionKeyBytes, type Config } from '../config.ts';
@@ -29,6 +28,7 @@ import { UserConfigService } from '../services/user-config.ts';
 import type { StreamBroker } from '../streaming/events.ts';
 import { MemoryBroker } from '../streaming/memory-broker.ts';
 import { RedisBroker } from '../streaming/redis-broker.ts';
+import { useSharedSubscriptionEvents } from './shared-subscription-events.ts';
 
 export const GRAPHQL_PATH = '/graphql';
 const HEALTH_TIMEOUT_MS = 2000;
@@ -186,6 +186,9 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
       onConnect: async (ctx) => {
         try {
           ctx.extra.viewer = await authenticate(authorizationParam(ctx.connectionParams));
+          // The upgrade request (headers, socket references) is not needed after this: an idle
+          // connection should not keep it alive.
+          (ctx.extra as { request?: unknown }).request = undefined;
           return true;
         } catch {
           return false;
@@ -195,7 +198,6 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
       subscribe: (args: ExecutionArgs) => (args.rootValue as Enveloped).subscribe(args),
       onSubscribe: async (ctx, _id, payload) => {
         const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
-          req: ctx.extra.request,
           viewer: ctx.extra.viewer,
           params: payload,
         } as never);

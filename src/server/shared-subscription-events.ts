@@ -25,12 +25,11 @@ async function sharedSubscribe(args: ExecutionArgs): Promise<AsyncIterableIterat
   const stream = await createSourceEventStream(args);
   if (!(Symbol.asyncIterator in stream)) return stream;
   const source = stream[Symbol.asyncIterator]();
-  let documentId = documentIds.get(args.document);
-  if (documentId === undefined) documentIds.set(args.document, (documentId = nextDocumentId++));
-  const viewer = (args.contextValue as Partial<Context> | undefined)?.viewer?.userId ?? '';
-  const key = JSON.stringify([documentId, args.operationName ?? null, args.variableValues ?? null, viewer]);
+  // Built at the first event: an idle subscription should hold as little as possible.
+  let key: string | undefined;
   const resultFor = (event: unknown): Result => {
     if (typeof event !== 'object' || event === null) return execute({ ...args, rootValue: event });
+    key ??= operationKey(args);
     let results = resultsByEvent.get(event);
     if (!results) resultsByEvent.set(event, (results = new Map()));
     let result = results.get(key);
@@ -55,4 +54,11 @@ async function sharedSubscribe(args: ExecutionArgs): Promise<AsyncIterableIterat
     [Symbol.asyncIterator]: () => iterator,
   };
   return iterator;
+}
+
+function operationKey(args: ExecutionArgs): string {
+  let documentId = documentIds.get(args.document);
+  if (documentId === undefined) documentIds.set(args.document, (documentId = nextDocumentId++));
+  const viewer = (args.contextValue as Partial<Context> | undefined)?.viewer?.userId ?? '';
+  return JSON.stringify([documentId, args.operationName ?? null, args.variableValues ?? null, viewer]);
 }

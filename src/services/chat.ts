@@ -13,7 +13,7 @@ import { countTokens } from '../llm/tokens.ts';
 import type { Logger } from '../logger.ts';
 import type { MessageStatus, SealResult, StreamBroker, StreamEvent } from '../streaming/events.ts';
 import { abortable } from '../streaming/abortable.ts';
-import { followMessage, type FinishedMessage, type FollowedEvent } from '../streaming/follow.ts';
+import { followMessage, SilenceClock, type FinishedMessage, type FollowedEvent } from '../streaming/follow.ts';
 import { buildContext } from './chat-context.ts';
 import { parseInput } from './input.ts';
 import { reserveSeqs } from './sequence.ts';
@@ -63,6 +63,7 @@ export class ChatService {
   private readonly sendSchema;
   private timers: NodeJS.Timeout[] = [];
   private readonly flushQueue = new Set<() => void>();
+  private readonly silence: SilenceClock;
   private flushTimer: NodeJS.Timeout | undefined;
   private readonly closing = new AbortController();
 
@@ -74,6 +75,7 @@ export class ChatService {
     private readonly options: ChatOptions,
     private readonly logger: Logger,
   ) {
+    this.silence = new SilenceClock(Math.min(2000, Math.max(100, Math.floor(options.leaseMs / 3))));
     this.sendSchema = z.object({
       conversationId: z.string().nullish(),
       content: z
@@ -390,19 +392,22 @@ export class ChatService {
   async follow(viewer: Viewer, messageId: string, afterSeq: number, shutdown: AbortSignal): Promise<AsyncGenerator<FollowedEvent>> {
     const message = await this.db.message.findFirst({ where: { id: messageId, userId: viewer.userId }, select: { status: true, error: true, content: true } });
     if (!message) throw notFound('message');
-    const broker = this.broker;
-    const options = {
-      afterSeq,
-      finished: finishedState(message),
-      checkEveryMs: this.checkEveryMs,
-      loadFinished: () => this.finishedMessage(messageId),
-    };
-    return abortable((signal) => followMessage(broker, messageId, { ...options, signal }), shutdown);
+    return abortable(
+      (signal) =>
+        followMessage(this.broker, messageId, {
+          afterSeq,
+          finished: finishedState(message),
+          silence: this.silence,
+          loadFinished: () => this.finishedMessage(messageId),
+          signal,
+        }),
+      shutdown,
+    );
   }
 
-  /** How long a silent subscriber waits before asking the database whether its reply ended. */
+  /** How often a silent subscriber asks the database whether its reply ended. */
   private get checkEveryMs(): number {
-    return Math.min(2000, Math.max(100, Math.floor(this.options.leaseMs / 3)));
+    return this.silence.everyMs;
   }
 
   /**

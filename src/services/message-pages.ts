@@ -21,8 +21,11 @@ interface Request {
   reject(error: unknown): void;
 }
 
+type Batch = { window: PageWindow<number>; requests: Request[] };
+
 export class MessagePageLoader {
-  private readonly batches = new Map<string, { window: PageWindow<number>; requests: Request[] }>();
+  // Created on first use: every operation's context has a loader, few operations page messages.
+  private batchesByKey: Map<string, Batch> | undefined;
   private readonly quote: string;
 
   constructor(
@@ -39,14 +42,15 @@ export class MessagePageLoader {
     const window = pageWindow(args, messageCursor);
     const rows = await new Promise<Message[]>((resolve, reject) => {
       const key = JSON.stringify(window);
-      let batch = this.batches.get(key);
+      const batches = (this.batchesByKey ??= new Map<string, Batch>());
+      let batch = batches.get(key);
       if (!batch) {
         batch = { window, requests: [] };
-        this.batches.set(key, batch);
+        batches.set(key, batch);
         // Every field resolved in this tick joins the batch.
         const current = batch;
         process.nextTick(() => {
-          this.batches.delete(key);
+          batches.delete(key);
           this.run(current.window, current.requests).catch((error) => current.requests.forEach((r) => r.reject(error)));
         });
       }

@@ -1,5 +1,6 @@
 // Follows one message's stream for one subscriber: the replay log from `afterSeq + 1`, then live
 // events, each exactly once and in seq order, ending with the terminal event.
+import type { StopSignal } from './abortable.ts';
 import type { MessageStatus, StreamBroker, StreamEvent } from './events.ts';
 
 /** The saved state of a message that is no longer streaming. */
@@ -13,14 +14,45 @@ export interface FollowOptions {
   afterSeq: number;
   /** Reads the message from the database; null while it is still streaming. */
   loadFinished: () => Promise<FinishedMessage | null>;
-  /** After this much silence the database is asked whether the message ended. */
-  checkEveryMs: number;
-  signal: AbortSignal;
+  /** After about one tick of it without events the database is asked whether the message ended. */
+  silence: SilenceClock;
+  signal: StopSignal;
   /** The message as the caller already read it, when it had ended. */
   finished?: FinishedMessage | null;
 }
 
 export type FollowedEvent = StreamEvent & { messageId: string };
+
+/**
+ * One timer for every waiting subscriber instead of one each: waiters are called at the next tick.
+ * A subscriber that heard an event since the previous tick waits for another one, so a check
+ * comes after one to two ticks of silence.
+ */
+export class SilenceClock {
+  private waiting = new Set<() => void>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(readonly everyMs: number) {}
+
+  wait(onTick: () => void): void {
+    this.waiting.add(onTick);
+    this.timer ??= setInterval(() => this.tick(), this.everyMs).unref();
+  }
+
+  cancel(onTick: () => void): void {
+    this.waiting.delete(onTick);
+  }
+
+  private tick(): void {
+    const due = this.waiting;
+    this.waiting = new Set();
+    for (const onTick of due) onTick();
+    if (this.waiting.size === 0) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+  }
+}
 
 // A live event reaches every subscriber of its message on this instance as the same object; its
 // tagged copy is shared too, so the GraphQL layer can execute it once for all of them.
@@ -41,8 +73,7 @@ export async function* followMessage(broker: StreamBroker, messageId: string, op
       wake?.();
     })
     .catch(() => () => {});
-  const onAbort = () => wake?.();
-  options.signal.addEventListener('abort', onAbort);
+  options.signal.onAbort = () => wake?.();
 
   // Yields the events that continue the sequence; true once the terminal event went out.
   const take = function* (events: Iterable<StreamEvent>): Generator<FollowedEvent, boolean> {
@@ -74,6 +105,8 @@ export async function* followMessage(broker: StreamBroker, messageId: string, op
     if (yield* take(await safeRead(next))) return;
     if (options.finished) return yield* finish(options.finished);
     let gapReads = 0;
+    // Whether an event came since the last tick of the silence clock.
+    let heard = true;
     for (;;) {
       // Events already received go out first, so a terminal event is never cut off by a shutdown.
       while (live.has(next)) {
@@ -94,19 +127,27 @@ export async function* followMessage(broker: StreamBroker, messageId: string, op
       gapReads = 0;
       if (live.has(next)) continue;
       const woken = await new Promise<boolean>((resolve) => {
-        const timer = setTimeout(() => resolve(false), options.checkEveryMs);
+        const onTick = () => resolve(false);
         wake = () => {
-          clearTimeout(timer);
+          options.silence.cancel(onTick);
           resolve(true);
         };
+        options.silence.wait(onTick);
       });
       wake = undefined;
-      if (woken) continue;
+      if (woken) {
+        heard = true;
+        continue;
+      }
+      if (heard) {
+        heard = false;
+        continue;
+      }
       const finished = await options.loadFinished();
       if (finished) return yield* finish(finished);
     }
   } finally {
-    options.signal.removeEventListener('abort', onAbort);
+    options.signal.onAbort = undefined;
     stopListening();
   }
 }

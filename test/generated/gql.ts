@@ -17,6 +17,7 @@ type Documents = {
     "\n  mutation UpdateUserConfig($input: UpdateUserConfigInput!) {\n    updateUserConfig(input: $input) { presetId model baseUrl hasApiKey maxTokens temperature systemPrompt contextTokens }\n  }\n": typeof types.UpdateUserConfigDocument,
     "\n  query Settings { userConfig { presetId model baseUrl hasApiKey maxTokens temperature systemPrompt contextTokens } modelPresets { id name model baseUrl } }\n": typeof types.SettingsDocument,
     "\n  query MessageDetails($id: ID!) {\n    conversation(id: $id) { title messages(last: 10) { edges { node { id role content status model finishReason promptTokens completionTokens error metadata } } } }\n  }\n": typeof types.MessageDetailsDocument,
+    "\n  subscription NarrowStream($messageId: ID!) { messageStream(messageId: $messageId) { n: seq text: delta done } }\n": typeof types.NarrowStreamDocument,
     "\n  mutation CreateConversation($input: CreateConversationInput) {\n    createConversation(input: $input) { id title archived createdAt updatedAt messageCount }\n  }\n": typeof types.CreateConversationDocument,
     "\n  mutation UpdateConversation($input: UpdateConversationInput!) {\n    updateConversation(input: $input) { id title archived updatedAt }\n  }\n": typeof types.UpdateConversationDocument,
     "\n  mutation DeleteConversation($id: ID!) { deleteConversation(id: $id) }\n": typeof types.DeleteConversationDocument,
@@ -53,6 +54,7 @@ const documents: Documents = {
     "\n  mutation UpdateUserConfig($input: UpdateUserConfigInput!) {\n    updateUserConfig(input: $input) { presetId model baseUrl hasApiKey maxTokens temperature systemPrompt contextTokens }\n  }\n": types.UpdateUserConfigDocument,
     "\n  query Settings { userConfig { presetId model baseUrl hasApiKey maxTokens temperature systemPrompt contextTokens } modelPresets { id name model baseUrl } }\n": types.SettingsDocument,
     "\n  query MessageDetails($id: ID!) {\n    conversation(id: $id) { title messages(last: 10) { edges { node { id role content status model finishReason promptTokens completionTokens error metadata } } } }\n  }\n": types.MessageDetailsDocument,
+    "\n  subscription NarrowStream($messageId: ID!) { messageStream(messageId: $messageId) { n: seq text: delta done } }\n": types.NarrowStreamDocument,
     "\n  mutation CreateConversation($input: CreateConversationInput) {\n    createConversation(input: $input) { id title archived createdAt updatedAt messageCount }\n  }\n": types.CreateConversationDocument,
     "\n  mutation UpdateConversation($input: UpdateConversationInput!) {\n    updateConversation(input: $input) { id title archived updatedAt }\n  }\n": types.UpdateConversationDocument,
     "\n  mutation DeleteConversation($id: ID!) { deleteConversation(id: $id) }\n": types.DeleteConversationDocument,
@@ -112,6 +114,10 @@ export function graphql(source: "\n  query Settings { userConfig { presetId mode
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
 export function graphql(source: "\n  query MessageDetails($id: ID!) {\n    conversation(id: $id) { title messages(last: 10) { edges { node { id role content status model finishReason promptTokens completionTokens error metadata } } } }\n  }\n"): (typeof documents)["\n  query MessageDetails($id: ID!) {\n    conversation(id: $id) { title messages(last: 10) { edges { node { id role content status model finishReason promptTokens completionTokens error metadata } } } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  subscription NarrowStream($messageId: ID!) { messageStream(messageId: $messageId) { n: seq text: delta done } }\n"): (typeof documents)["\n  subscription NarrowStream($messageId: ID!) { messageStream(messageId: $messageId) { n: seq text: delta done } }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */

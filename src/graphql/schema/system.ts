@@ -18,7 +18,12 @@ builder.subscriptionField('serverTime', (t) =>
     subscribe: (_, { intervalMs, count }, ctx) => {
       if (intervalMs < 10 || intervalMs > 60_000) throw badInput('intervalMs', 'must be between 10 and 60000');
       if (count != null && count < 1) throw badInput('count', 'must be at least 1');
-      return abortable((signal) => ticks(intervalMs, count ?? Number.POSITIVE_INFINITY, signal), ctx.shutdown);
+      return abortable((stop) => {
+        const controller = new AbortController();
+        stop.onAbort = () => controller.abort();
+        if (stop.aborted) controller.abort();
+        return ticks(intervalMs, count ?? Number.POSITIVE_INFINITY, controller.signal);
+      }, ctx.shutdown);
     },
     resolve: (time) => time,
   }),
