@@ -96,6 +96,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
       maxContentChars: config.MAX_CONTENT_CHARS,
       model: { timeoutMs: config.LLM_TIMEOUT_MS, idleTimeoutMs: config.LLM_IDLE_TIMEOUT_MS, maxRetries: config.LLM_MAX_RETRIES },
       singleInstance: !redis,
+      provider: db.provider,
     },
     logger,
   );

@@ -5,7 +5,8 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { Viewer } from '../auth.ts';
 import type { Db } from '../db/client.ts';
-import { Prisma, type Conversation, type Message } from '../generated/prisma/sqlite/client.ts';
+import type { DatabaseProvider } from '../db/provider.ts';
+import { Prisma, type Message } from '../generated/prisma/sqlite/client.ts';
 import type { HistoryCache } from '../cache/history-cache.ts';
 import { notFound } from '../graphql/errors.ts';
 import { completeText, ModelError, streamCompletion, type ModelClientOptions } from '../llm/model-client.ts';
@@ -16,7 +17,7 @@ import { abortable } from '../streaming/abortable.ts';
 import { followMessage, SilenceClock, type FinishedMessage, type FollowedEvent } from '../streaming/follow.ts';
 import { buildContext } from './chat-context.ts';
 import { parseInput } from './input.ts';
-import { reserveSeqs } from './sequence.ts';
+import { saveExchange, type SavedExchange } from './exchange.ts';
 import { maxTokensSchema, modelNameSchema, temperatureSchema, type ModelSettings, type UserConfigService } from './user-config.ts';
 
 export interface ChatOptions {
@@ -25,15 +26,12 @@ export interface ChatOptions {
   maxEvents: number;
   maxContentChars: number;
   model: ModelClientOptions;
+  provider: DatabaseProvider;
   /** Without a shared broker no other instance can own a reply: recover all at start. */
   singleInstance: boolean;
 }
 
-export interface SendResult {
-  conversation: Conversation;
-  userMessage: Message;
-  assistantMessage: Message;
-}
+export type SendResult = SavedExchange;
 
 interface Outcome {
   status: Exclude<MessageStatus, 'STREAMING'>;
@@ -107,36 +105,19 @@ export class ChatService {
       const previous = await this.previousSend(viewer, input.clientMessageId);
       if (previous) return previous;
     }
-    const settings = await this.userConfigs.modelSettings(viewer, input);
+    // Read beside the history-cache write mark: only the assistant row needs the settings.
+    const settingsRead = this.userConfigs.modelSettings(viewer, input);
+    settingsRead.catch(() => {});
     let created: SendResult;
     const save = () =>
-      this.db.$transaction(async (tx) => {
-        const conversation = await reserveSeqs(tx, viewer.userId, input.conversationId ?? null, 2);
-        const userMessage = await tx.message.create({
-          data: {
-            conversationId: conversation.id,
-            userId: viewer.userId,
-            seq: conversation.lastSeq - 1,
-            role: 'USER',
-            content: input.content,
-            tokenCount: countTokens(input.content),
-            clientMessageId: input.clientMessageId ?? null,
-          },
-        });
-        const assistantMessage = await tx.message.create({
-          data: {
-            conversationId: conversation.id,
-            userId: viewer.userId,
-            seq: conversation.lastSeq,
-            role: 'ASSISTANT',
-            content: '',
-            status: 'STREAMING',
-            model: settings.model,
-            leaseExpiresAt: new Date(Date.now() + this.options.leaseMs),
-            metadata: { presetId: settings.presetId },
-          },
-        });
-        return { conversation, userMessage, assistantMessage };
+      saveExchange(this.db, this.options.provider, {
+        userId: viewer.userId,
+        conversationId: input.conversationId ?? null,
+        content: input.content,
+        tokenCount: countTokens(input.content),
+        clientMessageId: input.clientMessageId ?? null,
+        settings: settingsRead,
+        leaseMs: this.options.leaseMs,
       });
     try {
       created = input.conversationId != null ? await this.cache.writing(viewer.userId, input.conversationId, save) : await save();
@@ -148,7 +129,7 @@ export class ChatService {
       }
       throw error;
     }
-    this.generate(created, settings);
+    this.generate(created, await settingsRead);
     return created;
   }
 
@@ -167,7 +148,9 @@ export class ChatService {
     const controller = new AbortController();
     const generation: Generation = { controller, userId: message.userId, conversationId: message.conversationId, content: '', checkpointed: 0, done: Promise.resolve() };
     this.generations.set(message.id, generation);
-    generation.done = this.run(message, userMessage, settings, generation)
+    // Started after this turn of the event loop, so the mutation's response goes out first.
+    generation.done = new Promise((resolve) => setImmediate(resolve))
+      .then(() => this.run(message, userMessage, settings, generation))
       .catch((error) => {
         this.logger.error({ err: error, messageId: message.id }, 'generation failed unexpectedly');
         return undefined;
