@@ -28,6 +28,7 @@ import { UserConfigService } from '../services/user-config.ts';
 import type { StreamBroker } from '../streaming/events.ts';
 import { MemoryBroker } from '../streaming/memory-broker.ts';
 import { RedisBroker } from '../streaming/redis-broker.ts';
+import { acceptsPlainJson, FastQueries } from './fast-queries.ts';
 import { useSharedSubscriptionEvents } from './shared-subscription-events.ts';
 
 export const GRAPHQL_PATH = '/graphql';
@@ -47,6 +48,8 @@ export interface App {
   readonly url: string;
   readonly db: Database;
   readonly logger: Logger;
+  /** How many JSON POSTs the fast path for known queries answered, and how many it left to Yoga. */
+  readonly fastQueryCounts: { readonly answered: number; readonly declined: number };
 }
 
 type ServerContext = { req?: IncomingMessage; res?: ServerResponse; viewer?: Viewer };
@@ -141,17 +144,48 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
         maxDirectives: { n: 50 },
       }),
     ],
-    context: async ({ request, viewer: connectedViewer, connectionParams }: YogaInitialContext & ServerContext & { connectionParams?: unknown }) => {
-      const viewer = connectedViewer ?? (await authenticate(request?.headers.get('authorization') ?? authorizationParam(connectionParams)));
-      return {
-        viewer,
-        db: db.prisma,
-        services,
-        messagePages: new MessagePageLoader(db.prisma, db.provider, cache, viewer.userId),
-        shutdown: shutdown.signal,
-      };
-    },
+    context: async ({ request, viewer: connectedViewer, connectionParams }: YogaInitialContext & ServerContext & { connectionParams?: unknown }) =>
+      contextFor(connectedViewer ?? (await authenticate(request?.headers.get('authorization') ?? authorizationParam(connectionParams)))),
   });
+  function contextFor(viewer: Viewer): Context {
+    return {
+      viewer,
+      db: db.prisma,
+      services,
+      messagePages: new MessagePageLoader(db.prisma, db.provider, cache, viewer.userId),
+      shutdown: shutdown.signal,
+    };
+  }
+  const fastQueries = new FastQueries({
+    schema: yoga.getEnveloped({}).schema,
+    prepare(query) {
+      const { schema, parse, validate } = yoga.getEnveloped({});
+      try {
+        const document = parse(query);
+        return validate(schema, document).length === 0 ? document : null;
+      } catch {
+        return null;
+      }
+    },
+    authenticate,
+    contextFor,
+  });
+
+  /** Hands a request whose body was already read to Yoga. */
+  async function answerWithYoga(req: IncomingMessage, res: ServerResponse, body: Buffer): Promise<void> {
+    const headers = new yoga.fetchAPI.Headers();
+    for (const [name, value] of Object.entries(req.headers)) {
+      if (value !== undefined && name !== 'content-length') headers.set(name, Array.isArray(value) ? value.join(', ') : value);
+    }
+    const request = new yoga.fetchAPI.Request(`http://${req.headers.host ?? 'localhost'}${req.url}`, { method: 'POST', headers, body: body.toString("utf8") });
+    const response = await yoga.handleRequest(request, { req, res } as ServerContext & YogaInitialContext);
+    const answer = Buffer.from(await response.arrayBuffer());
+    const out: Record<string, string> = {};
+    response.headers.forEach((value, name) => (out[name] = value));
+    out['content-length'] = String(answer.length);
+    res.writeHead(response.status, out);
+    res.end(answer);
+  }
 
   let inFlight = 0;
   let drained: (() => void) | undefined;
@@ -165,6 +199,12 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
       const length = req.headers['content-length'];
       if (length === undefined) return plain(res, 411, 'Content-Length is required');
       if (Number(length) > config.MAX_BODY_BYTES) return plain(res, 413, `request body is larger than ${config.MAX_BODY_BYTES} bytes`);
+      if (req.url === GRAPHQL_PATH && req.headers['content-type']?.startsWith('application/json') && acceptsPlainJson(req)) {
+        const body = await readBody(req);
+        if (body === null) return;
+        if (await fastQueries.answer(req, res, body.toString('utf8'))) return;
+        return answerWithYoga(req, res, body);
+      }
     }
     return yoga(req, res);
   });
@@ -232,6 +272,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     },
     db,
     logger,
+    fastQueryCounts: fastQueries.counts,
     async start() {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -295,6 +336,17 @@ function authorizationParam(connectionParams: unknown): string | undefined {
   const value = (connectionParams as { authorization?: unknown; Authorization?: unknown } | undefined | null) ?? {};
   const header = value.authorization ?? value.Authorization;
   return typeof header === 'string' ? header : undefined;
+}
+
+/** The whole request body, or null when the client went away first. */
+function readBody(req: IncomingMessage): Promise<Buffer | null> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', () => resolve(null));
+    req.on('close', () => resolve(req.complete ? Buffer.concat(chunks) : null));
+  });
 }
 
 function plain(res: ServerResponse, status: number, message: string) {

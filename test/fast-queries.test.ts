@@ -1,0 +1,104 @@
+// The fast path for known queries must answer byte for byte what Yoga answers, for every user,
+// and leave everything it cannot answer identically (errors, mutations, other content types) to
+// Yoga. Requests here are plain JSON POSTs, as curl or a hand-written client sends them.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startParley, tokenFor, TEST_JWT_SECRET, type TestServer } from './support/parley.ts';
+
+describe('the fast path for known queries', () => {
+  let server: TestServer;
+  let alice: string;
+  let bob: string;
+  let conversationId: string;
+
+  async function post(body: unknown, headers: Record<string, string> = {}) {
+    const res = await fetch(server.graphqlUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+    });
+    return { status: res.status, contentType: res.headers.get('content-type'), body: await res.text() };
+  }
+  const asUser = (token: string) => ({ authorization: `Bearer ${token}` });
+  /** The same request straight through Yoga's own pipeline (an Accept header the fast path leaves alone). */
+  const viaYoga = (body: unknown, headers: Record<string, string> = {}) => post(body, { ...headers, accept: 'application/json, text/plain' });
+
+  beforeAll(async () => {
+    server = await startParley({ env: { AUTH_JWT_SECRET: TEST_JWT_SECRET } });
+    [alice, bob] = await Promise.all([tokenFor('alice'), tokenFor('bob')]);
+    const added = await post({ query: 'mutation { addMessage(input: { role: USER, content: "first" }) { conversation { id } } }' }, asUser(alice));
+    conversationId = JSON.parse(added.body).data.addMessage.conversation.id;
+    for (const content of ['second', 'third "quoted" \u{1F600}']) {
+      await post({ query: 'mutation($i: AddMessageInput!) { addMessage(input: $i) { id } }', variables: { i: { conversationId, role: 'ASSISTANT', content } } }, asUser(alice));
+    }
+  });
+  afterAll(() => server?.stop());
+
+  const queries = () => [
+    { query: 'query($id: ID!) { history(conversationId: $id, limit: 2) { role content } }', variables: { id: conversationId } },
+    { query: 'query H($id: ID!, $n: Int) { history(conversationId: $id, limit: $n) { content } }', variables: { id: conversationId, n: 20 }, operationName: 'H' },
+    { query: '{ conversations(first: 5) { edges { cursor node { id title messageCount messages(last: 2) { edges { node { id role content status createdAt metadata conversation { id } } } } } } pageInfo { hasNextPage } } }' },
+    { query: `{ conversation(id: "${conversationId}") { id archived createdAt messages(first: 1) { pageInfo { hasNextPage endCursor } } } }` },
+    { query: 'query A { userConfig { model temperature } } query B { modelPresets { id name } }', operationName: 'B' },
+    { query: 'fragment F on Conversation { id title } query { conversations(first: 1) { edges { node { ...F } } } __typename }' },
+  ];
+
+  it('answers known queries exactly as Yoga does', async () => {
+    for (const request of queries()) {
+      const before = server.app.fastQueryCounts.answered;
+      const fast = await post(request, asUser(alice));
+      expect(server.app.fastQueryCounts.answered, request.query).toBe(before + 1);
+      const yoga = await viaYoga(request, asUser(alice));
+      expect(fast, request.query).toEqual({ ...yoga, contentType: 'application/json; charset=utf-8' });
+      expect(JSON.parse(fast.body).errors, request.query).toBeUndefined();
+    }
+  });
+
+  it("answers another user's ids exactly as missing ones, on both paths", async () => {
+    const missing = '01a1e9c2-0000-7000-8000-000000000000';
+    for (const id of [conversationId, missing]) {
+      const conversation = await post({ query: 'query($id: ID!) { conversation(id: $id) { id title } }', variables: { id } }, asUser(bob));
+      expect(conversation).toEqual({ status: 200, contentType: 'application/json; charset=utf-8', body: '{"data":{"conversation":null}}' });
+      const history = await post({ query: 'query($id: ID!) { history(conversationId: $id) { content } }', variables: { id } }, asUser(bob));
+      expect(history).toEqual(await viaYoga({ query: 'query($id: ID!) { history(conversationId: $id) { content } }', variables: { id: missing } }, asUser(bob)));
+      expect(JSON.parse(history.body).errors[0].extensions.code).toBe('NOT_FOUND');
+    }
+    const bobs = await post({ query: '{ conversations(first: 5) { edges { node { id } } } }' }, asUser(bob));
+    expect(JSON.parse(bobs.body)).toEqual({ data: { conversations: { edges: [] } } });
+  });
+
+  it('leaves errors, bad tokens, bad variables and bad bodies to Yoga, with Yoga’s answers', async () => {
+    const history = { query: 'query($id: ID!, $n: Int) { history(conversationId: $id, limit: $n) { content } }' };
+    const cases: [unknown, Record<string, string>][] = [
+      [{ ...history, variables: { id: conversationId, n: 'many' } }, asUser(alice)],
+      [{ ...history, variables: { n: 1 } }, asUser(alice)],
+      [{ ...history, variables: { id: conversationId, n: -5 } }, asUser(alice)],
+      [{ ...history, variables: { id: conversationId } }, { authorization: 'Bearer not-a-token' }],
+      [{ ...history, variables: { id: conversationId } }, {}],
+      [{ query: '{ conversations(first: 1) { edges { node { nope } } } }' }, asUser(alice)],
+      [{ query: 'query A { __typename } query B { __typename }' }, asUser(alice)],
+      ['{"query": "{ __typename }"', asUser(alice)],
+      [{ query: 42 }, asUser(alice)],
+    ];
+    for (const [body, headers] of cases) {
+      const answered = server.app.fastQueryCounts.answered;
+      const plain = await post(body, headers);
+      expect(server.app.fastQueryCounts.answered, JSON.stringify(body)).toBe(answered);
+      const yoga = await viaYoga(body, headers);
+      expect(plain.status, JSON.stringify(body)).toBe(yoga.status);
+      expect(plain.body, JSON.stringify(body)).toBe(yoga.body);
+      expect(plain.status === 200 ? JSON.parse(plain.body).errors : 'not 200', JSON.stringify(body)).toBeDefined();
+    }
+  });
+
+  it('hands mutations and mixed documents to Yoga, which runs them once', async () => {
+    const add = { query: 'mutation($i: AddMessageInput!) { addMessage(input: $i) { id content } }', variables: { i: { conversationId, role: 'USER', content: 'once' } } };
+    const answered = server.app.fastQueryCounts.answered;
+    const first = JSON.parse((await post(add, asUser(alice))).body);
+    const second = JSON.parse((await post({ ...add, query: `${add.query} query Q { __typename }`, operationName: undefined }, asUser(alice))).body);
+    expect(server.app.fastQueryCounts.answered).toBe(answered);
+    expect(first.data.addMessage.content).toBe('once');
+    expect(second.errors[0].message).toMatch(/could not determine what operation/i);
+    const history = JSON.parse((await post({ query: 'query($id: ID!) { history(conversationId: $id, limit: 50) { content } }', variables: { id: conversationId } }, asUser(alice))).body);
+    expect(history.data.history.filter((m: { content: string }) => m.content === 'once')).toHaveLength(1);
+  });
+});
