@@ -1,4 +1,5 @@
-// Pages of Conversation.messages for every conversation of one GraphQL request, loaded together.
+// Pages of Conversation.messages, and message counts, for every conversation of one GraphQL
+// request, loaded together.
 // A list of 50 conversations asking for their last 5 messages costs two queries: one window
 // query that picks each conversation's rows, and one that reads them.
 import type { HistoryCache } from '../cache/history-cache.ts';
@@ -23,10 +24,15 @@ interface Request {
 
 type Batch = { window: PageWindow<number>; requests: Request[] };
 
+// Every column of Message, in the model's order.
+const MESSAGE_COLUMNS = Object.values(Prisma.MessageScalarFieldEnum);
+
 export class MessagePageLoader {
   // Created on first use: every operation's context has a loader, few operations page messages.
   private batchesByKey: Map<string, Batch> | undefined;
+  private pendingCounts: { ids: Set<string>; counted: Promise<Map<string, number>> } | undefined;
   private readonly quote: string;
+  private readonly provider: DatabaseProvider;
 
   constructor(
     private readonly db: Db,
@@ -35,6 +41,7 @@ export class MessagePageLoader {
     private readonly userId: string,
   ) {
     this.quote = provider === 'mysql' ? '`' : '"';
+    this.provider = provider;
   }
 
   /** The page of the conversation's messages that `args` asks for; the caller checked ownership. */
@@ -57,6 +64,31 @@ export class MessagePageLoader {
       batch.requests.push({ conversationId, resolve, reject });
     });
     return toConnection(rows, window, (m) => m.seq, messageCursor);
+  }
+
+  /**
+   * How many messages the conversation has, counted together with every other count asked for in
+   * the same tick. Prisma's relation count joins a GROUP BY over the whole Message table; this
+   * counts only the listed conversations, through the (conversationId, seq) index.
+   */
+  count(conversationId: string): Promise<number> {
+    if (!this.pendingCounts) {
+      const ids = new Set<string>();
+      const counted = new Promise<Map<string, number>>((resolve, reject) =>
+        process.nextTick(() => {
+          this.pendingCounts = undefined;
+          this.countAll([...ids]).then(resolve, reject);
+        }),
+      );
+      this.pendingCounts = { ids, counted };
+    }
+    this.pendingCounts.ids.add(conversationId);
+    return this.pendingCounts.counted.then((counts) => counts.get(conversationId) ?? 0);
+  }
+
+  private async countAll(ids: string[]): Promise<Map<string, number>> {
+    const groups = await this.db.message.groupBy({ by: ['conversationId'], where: { conversationId: { in: ids }, userId: this.userId }, _count: { _all: true } });
+    return new Map(groups.map((group) => [group.conversationId, group._count._all]));
   }
 
   private async run(window: PageWindow<number>, requests: Request[]): Promise<void> {
@@ -98,6 +130,20 @@ export class MessagePageLoader {
     return rows;
   }
 
+  /**
+   * PostgreSQL: the window query returns the rows themselves, instead of ids to read in a second
+   * query. Raw rows come back with the same types as Prisma's model queries there (a test checks).
+   */
+  private pagesInOneQuery(conditions: Prisma.Sql[], order: 'asc' | 'desc', perConversation: number): Promise<Message[]> {
+    const columns = raw(MESSAGE_COLUMNS.map((c) => `"${c}"`).join(', '));
+    return this.db.$queryRaw<Message[]>`
+      SELECT ${columns} FROM (
+        SELECT ${columns}, ROW_NUMBER() OVER (PARTITION BY "conversationId" ORDER BY "seq" ${raw(order)}) AS rn
+        FROM "Message"
+        WHERE ${join(conditions, ' AND ')}
+      ) ranked WHERE rn <= ${perConversation} ORDER BY "seq" ${raw(order)}`;
+  }
+
   /** Rows of each conversation in window order, at most `limit + 1` each. */
   private async pages(ids: string[], window: PageWindow<number>): Promise<Message[]> {
     const seqRange = { gt: window.after, lt: window.before };
@@ -110,6 +156,7 @@ export class MessagePageLoader {
       const conditions = [sql`${q('conversationId')} IN (${join(ids)})`];
       if (window.after !== undefined) conditions.push(sql`${q('seq')} > ${window.after}`);
       if (window.before !== undefined) conditions.push(sql`${q('seq')} < ${window.before}`);
+      if (this.provider === 'postgresql') return this.pagesInOneQuery(conditions, order, window.limit + 1);
       const picked = await this.db.$queryRaw<{ id: string }[]>`
         SELECT ${q('id')} AS id FROM (
           SELECT ${q('id')}, ROW_NUMBER() OVER (PARTITION BY ${q('conversationId')} ORDER BY ${q('seq')} ${raw(order)}) AS rn

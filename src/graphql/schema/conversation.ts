@@ -9,7 +9,7 @@ export const Conversation = builder.prismaObject('Conversation', {
     archived: t.exposeBoolean('archived'),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
-    messageCount: t.relationCount('messages'),
+    messageCount: t.int({ resolve: (conversation, _, ctx) => ctx.messagePages.count(conversation.id) }),
     messages: t.connection(
       {
         type: Message,

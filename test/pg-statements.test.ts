@@ -1,8 +1,11 @@
-// sendMessage's writes on PostgreSQL go out as one statement instead of Prisma's interactive
-// transaction. The rows and the returned objects must be exactly what the Prisma path gives.
+// Hot paths that skip Prisma's model queries on PostgreSQL: sendMessage's writes as one statement
+// instead of an interactive transaction, and message pages read by the window query itself. What
+// they return and write must be exactly what the Prisma model queries give.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../src/db/client.ts';
 import { applyMigrations } from '../src/db/migrate.ts';
+import { NoHistoryCache } from '../src/cache/history-cache.ts';
+import { MessagePageLoader } from '../src/services/message-pages.ts';
 import { saveInOneStatement, saveInTransaction, uuid7, type Exchange } from '../src/services/exchange.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 
@@ -89,5 +92,37 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
     const first = uuid7();
     const later = new Promise<string>((resolve) => setTimeout(() => resolve(uuid7()), 3));
     return later.then((second) => expect(second > first).toBe(true));
+  });
+
+  it('reads message pages of several conversations in one query, with the rows Prisma reads', async () => {
+    const conversations = [await newConversation(), await newConversation(), await newConversation()];
+    for (const [i, conversation] of conversations.entries()) {
+      for (let n = 0; n < 4 + i; n++) await saveInOneStatement(db.prisma, exchange(conversation.id, { content: `c${i} n${n}` }), conversation.id);
+    }
+    await db.prisma.message.updateMany({ where: { conversationId: conversations[0]!.id, role: 'ASSISTANT' }, data: { status: 'COMPLETE', finishReason: 'stop', completionTokens: 3, leaseExpiresAt: null, error: 'none', metadata: { nested: { list: [1, 'two', null] } } } });
+    const statements: string[] = [];
+    const counted = await openDatabase({ url: database.url, poolSize: 2, onQuery: (sql) => statements.push(sql) });
+    try {
+      for (const args of [{ last: 3 }, { first: 2 }, { last: 4, before: undefined }]) {
+        statements.length = 0;
+        const loader = new MessagePageLoader(counted.prisma, 'postgresql', new NoHistoryCache(50), 'alice');
+        const pages = await Promise.all(conversations.map((c) => loader.load(c.id, args)));
+        expect(statements).toHaveLength(1);
+        for (const [i, page] of pages.entries()) {
+          const all = await db.prisma.message.findMany({ where: { conversationId: conversations[i]!.id }, orderBy: { seq: 'asc' } });
+          const expected = args.first ? all.slice(0, args.first) : all.slice(-args.last!);
+          expect(page.edges.map((e) => e.node)).toEqual(expected);
+          expect(page.pageInfo.hasNextPage || page.pageInfo.hasPreviousPage).toBe(true);
+        }
+      }
+      const mallory = new MessagePageLoader(counted.prisma, 'postgresql', new NoHistoryCache(50), 'mallory');
+      expect(await Promise.all(conversations.map((c) => mallory.count(c.id)))).toEqual([0, 0, 0]);
+      const counts = new MessagePageLoader(counted.prisma, 'postgresql', new NoHistoryCache(50), 'alice');
+      statements.length = 0;
+      expect(await Promise.all(conversations.map((c) => counts.count(c.id)))).toEqual([8, 10, 12]);
+      expect(statements).toHaveLength(1);
+    } finally {
+      await counted.close();
+    }
   });
 });
