@@ -272,7 +272,8 @@ export class ChatService {
     }
     await publishing;
     if (lost) return undefined;
-    return (await this.finalize(message.id, outcome, generation.content)) ? outcome.status : undefined;
+    const local = { content: generation.content, userId: generation.userId, conversationId: generation.conversationId };
+    return (await this.finalize(message.id, outcome, local)) ? outcome.status : undefined;
   }
 
   /**
@@ -295,7 +296,7 @@ export class ChatService {
    * terminal event; everybody else returns false. Content is what was published, so it always
    * equals the concatenated deltas subscribers saw.
    */
-  private async finalize(messageId: string, outcome: Outcome, ownContent?: string): Promise<boolean> {
+  private async finalize(messageId: string, outcome: Outcome, local?: { content: string; userId: string; conversationId: string }): Promise<boolean> {
     const token = randomUUID();
     let sealed: SealResult | undefined;
     try {
@@ -306,20 +307,22 @@ export class ChatService {
       this.logger.warn({ err: error, messageId }, 'could not seal the stream log; saving the reply without it');
     }
     const logged = sealed && sealed.events.length > 0 ? sealed.events.map((e) => e.delta).join('') : undefined;
-    const owner = await this.db.message.findUnique({ where: { id: messageId }, select: { userId: true, conversationId: true, content: true } });
+    // The generating instance knows whose message it is; anyone else reads it.
+    const owner = local ?? (await this.db.message.findUnique({ where: { id: messageId }, select: { userId: true, conversationId: true, content: true } }));
     const terminal = async (events: StreamEvent[]) => {
       if (!sealed) return;
       for (const event of events) {
         await this.broker.append(messageId, event, token).catch((error) => this.logger.warn({ err: error, messageId }, 'could not publish the end of a reply'));
       }
     };
+    // Deleted with its conversation while it streamed: still end its subscribers' streams.
+    const deleted = () => terminal([{ seq: sealed?.events.length ?? 0, delta: '', done: true, status: outcome.status, error: 'the message was deleted' }]);
     if (!owner) {
-      // Deleted with its conversation while it streamed: still end its subscribers' streams.
-      await terminal([{ seq: sealed?.events.length ?? 0, delta: '', done: true, status: outcome.status, error: 'the message was deleted' }]);
+      await deleted();
       return true;
     }
     // What subscribers saw; else what this instance generated; else the last checkpoint.
-    const content = logged ?? ownContent ?? owner.content;
+    const content = logged ?? owner.content;
     const { count } = await this.cache.writing(owner.userId, owner.conversationId, () =>
       this.db.message.updateMany({
         where: { id: messageId, status: 'STREAMING' },
@@ -337,6 +340,10 @@ export class ChatService {
     );
     if (count === 0 && !sealed) return false;
     const saved = count === 1 ? { status: outcome.status, error: outcome.error ?? null } : await this.db.message.findUnique({ where: { id: messageId }, select: { status: true, error: true } });
+    if (!saved && local) {
+      await deleted();
+      return true;
+    }
     const events: StreamEvent[] = [];
     let seq = sealed?.events.length ?? 0;
     if (seq === 0 && content) {
