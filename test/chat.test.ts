@@ -22,6 +22,9 @@ const MessageDetails = graphql(`
   }
 `);
 
+const DeleteConversation = graphql(`
+  mutation DeleteConversation($id: ID!) { deleteConversation(id: $id) }
+`);
 const NarrowStream = graphql(`
   subscription NarrowStream($messageId: ID!) { messageStream(messageId: $messageId) { n: seq text: delta done } }
 `);
@@ -217,6 +220,21 @@ describe('chat on one instance', () => {
       expect(saved.error).toMatch(error);
       expect(saved.error).not.toContain('sk-');
     });
+  });
+
+  it('a reply whose conversation is deleted while it streams ends its subscribers with an error', async () => {
+    model.enqueue({ tokens: ['going', ' on', ' and', ' on', ' and', ' on'], delayMs: 60 });
+    const sent = await send({ content: 'talk for a while' });
+    const ws = wsClient(server.graphqlUrl, token);
+    const sub = followWs(ws, sent.assistantMessage.id);
+    await waitFor(async () => sub.events.length, (n) => n > 0);
+    const deleted = await api.mutate(DeleteConversation, { id: sent.conversation.id });
+    expect(deleted.data?.deleteConversation).toBe(sent.conversation.id);
+    await sub.done;
+    await ws.dispose();
+    const { terminal } = assertWellFormed(sub.events);
+    expect(terminal).toMatchObject({ done: true, error: 'the message was deleted', message: null });
+    expect(await server.app.db.prisma.message.count({ where: { conversationId: sent.conversation.id } })).toBe(0);
   });
 
   it('stopGeneration aborts the model call and keeps the partial reply; it is idempotent', async () => {

@@ -17,10 +17,10 @@ type Documents = {
     "\n  mutation UpdateUserConfig($input: UpdateUserConfigInput!) {\n    updateUserConfig(input: $input) { presetId model baseUrl hasApiKey maxTokens temperature systemPrompt contextTokens }\n  }\n": typeof types.UpdateUserConfigDocument,
     "\n  query Settings { userConfig { presetId model baseUrl hasApiKey maxTokens temperature systemPrompt contextTokens } modelPresets { id name model baseUrl } }\n": typeof types.SettingsDocument,
     "\n  query MessageDetails($id: ID!) {\n    conversation(id: $id) { title messages(last: 10) { edges { node { id role content status model finishReason promptTokens completionTokens error metadata } } } }\n  }\n": typeof types.MessageDetailsDocument,
+    "\n  mutation DeleteConversation($id: ID!) { deleteConversation(id: $id) }\n": typeof types.DeleteConversationDocument,
     "\n  subscription NarrowStream($messageId: ID!) { messageStream(messageId: $messageId) { n: seq text: delta done } }\n": typeof types.NarrowStreamDocument,
     "\n  mutation CreateConversation($input: CreateConversationInput) {\n    createConversation(input: $input) { id title archived createdAt updatedAt messageCount }\n  }\n": typeof types.CreateConversationDocument,
     "\n  mutation UpdateConversation($input: UpdateConversationInput!) {\n    updateConversation(input: $input) { id title archived updatedAt }\n  }\n": typeof types.UpdateConversationDocument,
-    "\n  mutation DeleteConversation($id: ID!) { deleteConversation(id: $id) }\n": typeof types.DeleteConversationDocument,
     "\n  mutation AddMessage($input: AddMessageInput!) {\n    addMessage(input: $input) {\n      id role content tokenCount metadata createdAt\n      conversation { id messageCount updatedAt }\n    }\n  }\n": typeof types.AddMessageDocument,
     "\n  mutation ClearMessages($conversationId: ID!) { clearMessages(conversationId: $conversationId) }\n": typeof types.ClearMessagesDocument,
     "\n  query GetConversation($id: ID!, $first: Int, $after: String, $last: Int, $before: String) {\n    conversation(id: $id) {\n      id title archived messageCount createdAt updatedAt\n      messages(first: $first, after: $after, last: $last, before: $before) {\n        edges { cursor node { id role content conversation { id } } }\n        pageInfo { hasNextPage hasPreviousPage startCursor endCursor }\n      }\n    }\n  }\n": typeof types.GetConversationDocument,
@@ -54,10 +54,10 @@ const documents: Documents = {
     "\n  mutation UpdateUserConfig($input: UpdateUserConfigInput!) {\n    updateUserConfig(input: $input) { presetId model baseUrl hasApiKey maxTokens temperature systemPrompt contextTokens }\n  }\n": types.UpdateUserConfigDocument,
     "\n  query Settings { userConfig { presetId model baseUrl hasApiKey maxTokens temperature systemPrompt contextTokens } modelPresets { id name model baseUrl } }\n": types.SettingsDocument,
     "\n  query MessageDetails($id: ID!) {\n    conversation(id: $id) { title messages(last: 10) { edges { node { id role content status model finishReason promptTokens completionTokens error metadata } } } }\n  }\n": types.MessageDetailsDocument,
+    "\n  mutation DeleteConversation($id: ID!) { deleteConversation(id: $id) }\n": types.DeleteConversationDocument,
     "\n  subscription NarrowStream($messageId: ID!) { messageStream(messageId: $messageId) { n: seq text: delta done } }\n": types.NarrowStreamDocument,
     "\n  mutation CreateConversation($input: CreateConversationInput) {\n    createConversation(input: $input) { id title archived createdAt updatedAt messageCount }\n  }\n": types.CreateConversationDocument,
     "\n  mutation UpdateConversation($input: UpdateConversationInput!) {\n    updateConversation(input: $input) { id title archived updatedAt }\n  }\n": types.UpdateConversationDocument,
-    "\n  mutation DeleteConversation($id: ID!) { deleteConversation(id: $id) }\n": types.DeleteConversationDocument,
     "\n  mutation AddMessage($input: AddMessageInput!) {\n    addMessage(input: $input) {\n      id role content tokenCount metadata createdAt\n      conversation { id messageCount updatedAt }\n    }\n  }\n": types.AddMessageDocument,
     "\n  mutation ClearMessages($conversationId: ID!) { clearMessages(conversationId: $conversationId) }\n": types.ClearMessagesDocument,
     "\n  query GetConversation($id: ID!, $first: Int, $after: String, $last: Int, $before: String) {\n    conversation(id: $id) {\n      id title archived messageCount createdAt updatedAt\n      messages(first: $first, after: $after, last: $last, before: $before) {\n        edges { cursor node { id role content conversation { id } } }\n        pageInfo { hasNextPage hasPreviousPage startCursor endCursor }\n      }\n    }\n  }\n": types.GetConversationDocument,
@@ -117,6 +117,10 @@ export function graphql(source: "\n  query MessageDetails($id: ID!) {\n    conve
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
+export function graphql(source: "\n  mutation DeleteConversation($id: ID!) { deleteConversation(id: $id) }\n"): (typeof documents)["\n  mutation DeleteConversation($id: ID!) { deleteConversation(id: $id) }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
 export function graphql(source: "\n  subscription NarrowStream($messageId: ID!) { messageStream(messageId: $messageId) { n: seq text: delta done } }\n"): (typeof documents)["\n  subscription NarrowStream($messageId: ID!) { messageStream(messageId: $messageId) { n: seq text: delta done } }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
@@ -126,10 +130,6 @@ export function graphql(source: "\n  mutation CreateConversation($input: CreateC
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
 export function graphql(source: "\n  mutation UpdateConversation($input: UpdateConversationInput!) {\n    updateConversation(input: $input) { id title archived updatedAt }\n  }\n"): (typeof documents)["\n  mutation UpdateConversation($input: UpdateConversationInput!) {\n    updateConversation(input: $input) { id title archived updatedAt }\n  }\n"];
-/**
- * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
- */
-export function graphql(source: "\n  mutation DeleteConversation($id: ID!) { deleteConversation(id: $id) }\n"): (typeof documents)["\n  mutation DeleteConversation($id: ID!) { deleteConversation(id: $id) }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
