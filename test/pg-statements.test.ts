@@ -23,7 +23,7 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
     await database?.drop();
   });
 
-  const exchange = (conversationId: string, extra: Partial<Exchange> = {}): Exchange => ({
+  const exchange = (conversationId: string | null, extra: Partial<Exchange> = {}): Exchange => ({
     userId: 'alice',
     conversationId,
     content: 'What is “seq”? \u{1F600} \'quotes\' and $1',
@@ -47,7 +47,7 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
   it('returns exactly the rows it wrote, and writes what the Prisma transaction writes', async () => {
     const [fast, slow] = [await newConversation(), await newConversation()];
     const before = Date.now();
-    const savedFast = await saveInOneStatement(db.prisma, exchange(fast.id, { clientMessageId: 'k1' }), fast.id);
+    const savedFast = await saveInOneStatement(db.prisma, exchange(fast.id, { clientMessageId: 'k1' }));
     const savedSlow = await saveInTransaction(db.prisma, exchange(slow.id, { clientMessageId: 'k2' }));
     const fastRows = await rowsOf(savedFast);
     expect(savedFast).toEqual(fastRows);
@@ -61,9 +61,19 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
     expect(fastRows.userMessage.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
   });
 
+  it('starts a new conversation the way the Prisma transaction does', async () => {
+    const savedFast = await saveInOneStatement(db.prisma, exchange(null));
+    const savedSlow = await saveInTransaction(db.prisma, exchange(null));
+    const fastRows = await rowsOf(savedFast);
+    expect(savedFast).toEqual(fastRows);
+    const slowRows = await rowsOf(savedSlow);
+    for (const part of ['conversation', 'userMessage', 'assistantMessage'] as const) expect(comparable(fastRows[part])).toEqual(comparable(slowRows[part]));
+    expect([fastRows.userMessage.seq, fastRows.assistantMessage.seq, fastRows.conversation.lastSeq, fastRows.conversation.title]).toEqual([1, 2, 2, null]);
+  });
+
   it('hands out distinct positions to concurrent sends', async () => {
     const conversation = await newConversation();
-    const saved = await Promise.all(Array.from({ length: 20 }, () => saveInOneStatement(db.prisma, exchange(conversation.id), conversation.id)));
+    const saved = await Promise.all(Array.from({ length: 20 }, () => saveInOneStatement(db.prisma, exchange(conversation.id))));
     const seqs = saved.flatMap((s) => [s.userMessage.seq, s.assistantMessage.seq]).sort((a, b) => a - b);
     expect(seqs).toEqual(Array.from({ length: 40 }, (_, i) => i + 5));
     expect(saved.every((s) => s.assistantMessage.seq === s.userMessage.seq + 1)).toBe(true);
@@ -72,7 +82,7 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
   it("writes nothing to another user's conversation or a missing one, and says NOT_FOUND", async () => {
     const conversation = await newConversation();
     for (const [id, userId] of [[conversation.id, 'mallory'], [uuid7(), 'alice']] as const) {
-      await expect(saveInOneStatement(db.prisma, exchange(id, { userId }), id)).rejects.toMatchObject({ extensions: { code: 'NOT_FOUND' } });
+      await expect(saveInOneStatement(db.prisma, exchange(id, { userId }))).rejects.toMatchObject({ extensions: { code: 'NOT_FOUND' } });
     }
     expect(await db.prisma.message.count({ where: { conversationId: conversation.id } })).toBe(0);
     expect((await db.prisma.conversation.findUniqueOrThrow({ where: { id: conversation.id } })).lastSeq).toBe(4);
@@ -80,8 +90,8 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
 
   it('reports a reused clientMessageId as the unique violation Prisma reports, and writes nothing', async () => {
     const conversation = await newConversation();
-    await saveInOneStatement(db.prisma, exchange(conversation.id, { clientMessageId: 'same' }), conversation.id);
-    await expect(saveInOneStatement(db.prisma, exchange(conversation.id, { clientMessageId: 'same' }), conversation.id)).rejects.toMatchObject({ code: 'P2002' });
+    await saveInOneStatement(db.prisma, exchange(conversation.id, { clientMessageId: 'same' }));
+    await expect(saveInOneStatement(db.prisma, exchange(conversation.id, { clientMessageId: 'same' }))).rejects.toMatchObject({ code: 'P2002' });
     expect(await db.prisma.message.count({ where: { conversationId: conversation.id } })).toBe(2);
     expect((await db.prisma.conversation.findUniqueOrThrow({ where: { id: conversation.id } })).lastSeq).toBe(6);
   });
@@ -97,7 +107,7 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
   it('reads message pages of several conversations in one query, with the rows Prisma reads', async () => {
     const conversations = [await newConversation(), await newConversation(), await newConversation()];
     for (const [i, conversation] of conversations.entries()) {
-      for (let n = 0; n < 4 + i; n++) await saveInOneStatement(db.prisma, exchange(conversation.id, { content: `c${i} n${n}` }), conversation.id);
+      for (let n = 0; n < 4 + i; n++) await saveInOneStatement(db.prisma, exchange(conversation.id, { content: `c${i} n${n}` }));
     }
     await db.prisma.message.updateMany({ where: { conversationId: conversations[0]!.id, role: 'ASSISTANT' }, data: { status: 'COMPLETE', finishReason: 'stop', completionTokens: 3, leaseExpiresAt: null, error: 'none', metadata: { nested: { list: [1, 'two', null] } } } });
     const statements: string[] = [];

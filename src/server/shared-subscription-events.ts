@@ -1,15 +1,19 @@
 // Subscribers of the same message on one instance receive the same event objects from the broker.
 // This envelop plugin executes a subscription's selection once per event and operation (same
 // document, variables and viewer) and hands every such subscriber the same result, instead of
-// one GraphQL execution per event and subscriber.
+// one GraphQL execution per event and subscriber. The selection runs compiled by graphql-jit.
 import type { Plugin } from '@envelop/core';
-import { createSourceEventStream, execute, type ExecutionArgs, type ExecutionResult } from 'graphql';
+import { createSourceEventStream, execute, type DocumentNode, type ExecutionArgs, type ExecutionResult } from 'graphql';
+import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
 import type { Context } from '../graphql/context.ts';
 
 type Result = ExecutionResult | Promise<ExecutionResult>;
 
 const documentIds = new WeakMap<object, number>();
 let nextDocumentId = 0;
+// Per document and operation name: the selection compiled by graphql-jit (null: not compilable).
+const compiledOperations = new WeakMap<DocumentNode, Map<string, CompiledQuery | null>>();
+
 /** Per source event: the result of each operation executed on it. Dropped with the event. */
 const resultsByEvent = new WeakMap<object, Map<string, Result>>();
 
@@ -27,13 +31,18 @@ async function sharedSubscribe(args: ExecutionArgs): Promise<AsyncIterableIterat
   const source = stream[Symbol.asyncIterator]();
   // Built at the first event: an idle subscription should hold as little as possible.
   let key: string | undefined;
+  let compiled: CompiledQuery | null | undefined;
+  const run = (event: unknown): Result => {
+    compiled ??= compiledOperation(args);
+    return compiled ? compiled.query(event, args.contextValue, args.variableValues) : execute({ ...args, rootValue: event });
+  };
   const resultFor = (event: unknown): Result => {
-    if (typeof event !== 'object' || event === null) return execute({ ...args, rootValue: event });
+    if (typeof event !== 'object' || event === null) return run(event);
     key ??= operationKey(args);
     let results = resultsByEvent.get(event);
     if (!results) resultsByEvent.set(event, (results = new Map()));
     let result = results.get(key);
-    if (!result) results.set(key, (result = execute({ ...args, rootValue: event })));
+    if (!result) results.set(key, (result = run(event)));
     return result;
   };
   // A plain object, not an async generator: return() must reach the source at once, even while
@@ -61,4 +70,17 @@ function operationKey(args: ExecutionArgs): string {
   if (documentId === undefined) documentIds.set(args.document, (documentId = nextDocumentId++));
   const viewer = (args.contextValue as Partial<Context> | undefined)?.viewer?.userId ?? '';
   return JSON.stringify([documentId, args.operationName ?? null, args.variableValues ?? null, viewer]);
+}
+
+function compiledOperation(args: ExecutionArgs): CompiledQuery | null {
+  let byName = compiledOperations.get(args.document);
+  if (!byName) compiledOperations.set(args.document, (byName = new Map()));
+  const name = args.operationName ?? '';
+  let compiled = byName.get(name);
+  if (compiled === undefined) {
+    const result = compileQuery(args.schema, args.document, args.operationName ?? undefined);
+    compiled = isCompiledQuery(result) ? result : null;
+    byName.set(name, compiled);
+  }
+  return compiled;
 }

@@ -166,7 +166,9 @@ export class ChatService {
    */
   private async prompt(message: Message, userMessage: Message, settings: ModelSettings) {
     const viewer = { userId: message.userId };
-    const context = await buildContext(this.db, this.cache, viewer, message.conversationId, userMessage.content, settings, userMessage.seq);
+    // Position 1 is the first message of its conversation: there is no history to read.
+    const historyFrom = userMessage.seq > 1 ? message.conversationId : null;
+    const context = await buildContext(this.db, this.cache, viewer, historyFrom, userMessage.content, settings, userMessage.seq);
     const metadata = {
       ...(message.metadata as Prisma.JsonObject),
       context: {

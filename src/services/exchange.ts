@@ -26,7 +26,7 @@ export interface SavedExchange {
 }
 
 export function saveExchange(db: Db, provider: DatabaseProvider, exchange: Exchange): Promise<SavedExchange> {
-  return provider === 'postgresql' && exchange.conversationId !== null ? saveInOneStatement(db, exchange, exchange.conversationId) : saveInTransaction(db, exchange);
+  return provider === 'postgresql' ? saveInOneStatement(db, exchange) : saveInTransaction(db, exchange);
 }
 
 export async function saveInTransaction(db: Db, exchange: Exchange): Promise<SavedExchange> {
@@ -69,17 +69,23 @@ export async function saveInTransaction(db: Db, exchange: Exchange): Promise<Sav
  * transaction took about four times as long. Columns Prisma would fill are filled here the same
  * way; a test compares the rows with what the Prisma path writes.
  */
-export async function saveInOneStatement(db: Db, exchange: Exchange, conversationId: string): Promise<SavedExchange> {
+export async function saveInOneStatement(db: Db, exchange: Exchange): Promise<SavedExchange> {
   const { userId, content, tokenCount, clientMessageId } = exchange;
   const settings = await exchange.settings;
   const now = new Date();
   const leaseExpiresAt = new Date(now.getTime() + exchange.leaseMs);
   const metadata = { presetId: settings.presetId };
+  const conversationId = exchange.conversationId ?? uuid7();
   const [userMessageId, assistantMessageId] = [uuid7(), uuid7()];
+  // The conversation's row: a new one, or the user's existing one with two more positions (its
+  // row lock queues concurrent senders).
+  const conversationStep =
+    exchange.conversationId === null
+      ? Prisma.sql`INSERT INTO "Conversation" ("id", "userId", "lastSeq", "createdAt", "updatedAt") VALUES (${conversationId}, ${userId}, 2, ${now}, ${now})`
+      : Prisma.sql`UPDATE "Conversation" SET "lastSeq" = "lastSeq" + 2, "updatedAt" = ${now} WHERE "id" = ${conversationId} AND "userId" = ${userId}`;
   const rows = await db.$queryRaw<Pick<Conversation, 'title' | 'archived' | 'lastSeq' | 'createdAt'>[]>`
     WITH c AS (
-      UPDATE "Conversation" SET "lastSeq" = "lastSeq" + 2, "updatedAt" = ${now}
-      WHERE "id" = ${conversationId} AND "userId" = ${userId}
+      ${conversationStep}
       RETURNING "title", "archived", "lastSeq", "createdAt"
     ), u AS (
       INSERT INTO "Message" ("id", "conversationId", "userId", "seq", "role", "content", "tokenCount", "status", "clientMessageId", "createdAt", "updatedAt")
