@@ -219,6 +219,9 @@ describe('chat on one instance', () => {
       expect(saved).toMatchObject({ status: 'FAILED', content: partial });
       expect(saved.error).toMatch(error);
       expect(saved.error).not.toContain('sk-');
+      // The prompt was built before the model failed: the reply still records it.
+      expect(saved.promptTokens).toBeGreaterThan(0);
+      expect(saved.metadata).toMatchObject({ presetId: 'default', context: { includedMessages: expect.any(Number), promptTokens: saved.promptTokens } });
     });
   });
 
@@ -256,6 +259,9 @@ describe('chat on one instance', () => {
     expect(request.sent).toBeLessThan(200);
     const again = (await api.ok(StopGeneration, { messageId: sent.assistantMessage.id })).stopGeneration;
     expect(again).toEqual(stopped);
+    // The generating side saves the prompt's record after the stop.
+    const saved = await waitFor(() => server.app.db.prisma.message.findUniqueOrThrow({ where: { id: sent.assistantMessage.id } }), (m) => m.promptTokens !== null);
+    expect(saved).toMatchObject({ status: 'STOPPED', content, metadata: { presetId: 'default', context: { promptTokens: saved.promptTokens } } });
   });
 
   it('stopGeneration returns a finished message unchanged, and NOT_FOUND for a missing id', async () => {

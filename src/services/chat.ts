@@ -50,6 +50,8 @@ interface Generation {
   content: string;
   checkpointed: number;
   done: Promise<void>;
+  /** The reply's metadata once the prompt is built, saved when the reply ends. */
+  metadata?: Prisma.InputJsonObject;
 }
 
 const TITLE_INPUT_CHARS = 500;
@@ -162,9 +164,10 @@ export class ChatService {
 
   /**
    * The prompt for the reply, built here rather than in sendMessage so that the mutation answers
-   * as soon as both messages are saved. The reply's metadata records what was left out.
+   * as soon as both messages are saved. The reply's metadata records what was left out; it is
+   * saved with the reply's end (one write per reply instead of two).
    */
-  private async prompt(message: Message, userMessage: Message, settings: ModelSettings) {
+  private async prompt(message: Message, userMessage: Message, settings: ModelSettings, generation: Generation) {
     const viewer = { userId: message.userId };
     // Position 1 is the first message of its conversation: there is no history to read.
     const historyFrom = userMessage.seq > 1 ? message.conversationId : null;
@@ -178,9 +181,7 @@ export class ChatService {
         promptTokens: context.promptTokens,
       },
     };
-    await this.cache.writing(message.userId, message.conversationId, () =>
-      this.db.message.updateMany({ where: { id: message.id, status: 'STREAMING' }, data: { metadata, promptTokens: context.promptTokens } }),
-    );
+    generation.metadata = metadata;
     return context;
   }
 
@@ -221,7 +222,7 @@ export class ChatService {
     let outcome: Outcome;
     let promptTokens: number | null = null;
     try {
-      const context = await this.prompt(message, userMessage, settings);
+      const context = await this.prompt(message, userMessage, settings, generation);
       promptTokens = context.promptTokens;
       controller.signal.throwIfAborted();
       const stream = streamCompletion(
@@ -258,6 +259,13 @@ export class ChatService {
       const reason = controller.signal.reason;
       if (controller.signal.aborted && (reason === 'stopped' || reason === 'lost')) {
         await publishing;
+        // Another party ended the reply: its metadata still records the prompt.
+        if (generation.metadata) {
+          const data = { metadata: generation.metadata, promptTokens };
+          await this.cache
+            .writing(message.userId, message.conversationId, () => this.db.message.updateMany({ where: { id: message.id }, data }))
+            .catch((error) => this.logger.warn({ err: error, messageId: message.id }, 'could not save the metadata of a stopped reply'));
+        }
         return undefined;
       }
       ended = true;
@@ -271,10 +279,11 @@ export class ChatService {
         outcome = { status: 'FAILED', error: 'the reply could not be generated' };
       }
       outcome.completionTokens = countTokens(generation.content);
+      outcome.promptTokens = promptTokens;
     }
     await publishing;
     if (lost) return undefined;
-    const local = { content: generation.content, userId: generation.userId, conversationId: generation.conversationId };
+    const local = { content: generation.content, userId: generation.userId, conversationId: generation.conversationId, metadata: generation.metadata };
     return (await this.finalize(message.id, outcome, local)) ? outcome.status : undefined;
   }
 
@@ -298,7 +307,7 @@ export class ChatService {
    * terminal event; everybody else returns false. Content is what was published, so it always
    * equals the concatenated deltas subscribers saw.
    */
-  private async finalize(messageId: string, outcome: Outcome, local?: { content: string; userId: string; conversationId: string }): Promise<boolean> {
+  private async finalize(messageId: string, outcome: Outcome, local?: { content: string; userId: string; conversationId: string; metadata?: Prisma.InputJsonObject }): Promise<boolean> {
     const token = randomUUID();
     let sealed: SealResult | undefined;
     try {
@@ -334,6 +343,7 @@ export class ChatService {
           error: outcome.error ?? null,
           finishReason: outcome.finishReason ?? null,
           ...(outcome.model ? { model: outcome.model } : {}),
+          ...(local?.metadata ? { metadata: local.metadata } : {}),
           ...(outcome.promptTokens != null ? { promptTokens: outcome.promptTokens } : {}),
           completionTokens: outcome.completionTokens ?? countTokens(content),
           leaseExpiresAt: null,
