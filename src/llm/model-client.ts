@@ -88,10 +88,11 @@ async function* openAiStream(request: CompletionRequest & { baseUrl: string }, s
   // between chunks. refresh() per chunk is much cheaper than a new timer per chunk.
   let problem = `the model did not answer within ${options.timeoutMs} ms`;
   let stalled: string | undefined;
-  let watchdog = setTimeout(() => {
+  const fire = () => {
     stalled = problem;
     controller.abort();
-  }, options.timeoutMs);
+  };
+  let watchdog = setTimeout(fire, options.timeoutMs);
   try {
     const stream = await openAiClient(request.baseUrl, request.apiKey, options).chat.completions.create(
       {
@@ -113,10 +114,7 @@ async function* openAiStream(request: CompletionRequest & { baseUrl: string }, s
         first = false;
         problem = `the model stream stalled: no data for ${options.idleTimeoutMs} ms`;
         clearTimeout(watchdog);
-        watchdog = setTimeout(() => {
-          stalled = problem;
-          controller.abort();
-        }, options.idleTimeoutMs);
+        watchdog = setTimeout(fire, options.idleTimeoutMs);
       } else watchdog.refresh();
       if (chunk.model) model = chunk.model;
       if (chunk.usage) usage = { promptTokens: chunk.usage.prompt_tokens, completionTokens: chunk.usage.completion_tokens };

@@ -172,12 +172,12 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   });
 
   /** Hands a request whose body was already read to Yoga. */
-  async function answerWithYoga(req: IncomingMessage, res: ServerResponse, body: Buffer): Promise<void> {
+  async function answerWithYoga(req: IncomingMessage, res: ServerResponse, body: string): Promise<void> {
     const headers = new yoga.fetchAPI.Headers();
     for (const [name, value] of Object.entries(req.headers)) {
       if (value !== undefined && name !== 'content-length') headers.set(name, Array.isArray(value) ? value.join(', ') : value);
     }
-    const request = new yoga.fetchAPI.Request(`http://${req.headers.host ?? 'localhost'}${req.url}`, { method: 'POST', headers, body: body.toString("utf8") });
+    const request = new yoga.fetchAPI.Request(`http://${req.headers.host ?? 'localhost'}${req.url}`, { method: 'POST', headers, body });
     const response = await yoga.handleRequest(request, { req, res } as ServerContext & YogaInitialContext);
     const answer = Buffer.from(await response.arrayBuffer());
     const out: Record<string, string> = {};
@@ -202,7 +202,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
       if (req.url === GRAPHQL_PATH && req.headers['content-type']?.startsWith('application/json') && acceptsPlainJson(req)) {
         const body = await readBody(req);
         if (body === null) return;
-        if (await fastQueries.answer(req, res, body.toString('utf8'))) return;
+        if (await fastQueries.answer(req, res, body)) return;
         return answerWithYoga(req, res, body);
       }
     }
@@ -338,14 +338,15 @@ function authorizationParam(connectionParams: unknown): string | undefined {
   return typeof header === 'string' ? header : undefined;
 }
 
-/** The whole request body, or null when the client went away first. */
-function readBody(req: IncomingMessage): Promise<Buffer | null> {
+/** The whole request body as text, or null when the client went away first. */
+function readBody(req: IncomingMessage): Promise<string | null> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
+    const text = () => Buffer.concat(chunks).toString('utf8');
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('end', () => resolve(text()));
     req.on('error', () => resolve(null));
-    req.on('close', () => resolve(req.complete ? Buffer.concat(chunks) : null));
+    req.on('close', () => resolve(req.complete ? text() : null));
   });
 }
 

@@ -407,18 +407,13 @@ export class ChatService {
     );
   }
 
-  /** How often a silent subscriber asks the database whether its reply ended. */
-  private get checkEveryMs(): number {
-    return this.silence.everyMs;
-  }
-
   /**
    * Whether a message has ended, read at most about once per check interval however many
    * subscribers of this instance are waiting on it: a thousand idle subscribers cost one query.
    */
   private finishedMessage(messageId: string): Promise<FinishedMessage | null> {
     const recent = this.finishChecks.get(messageId);
-    if (recent && Date.now() - recent.at < this.checkEveryMs / 2) return recent.result;
+    if (recent && Date.now() - recent.at < this.silence.everyMs / 2) return recent.result;
     const result = this.db.message
       .findUnique({ where: { id: messageId }, select: { status: true, error: true, content: true } })
       .then(finishedState);
@@ -426,7 +421,7 @@ export class ChatService {
     this.finishChecks.set(messageId, check);
     setTimeout(() => {
       if (this.finishChecks.get(messageId) === check) this.finishChecks.delete(messageId);
-    }, this.checkEveryMs).unref();
+    }, this.silence.everyMs).unref();
     return result;
   }
 

@@ -31,18 +31,13 @@ export class MessagePageLoader {
   // Created on first use: every operation's context has a loader, few operations page messages.
   private batchesByKey: Map<string, Batch> | undefined;
   private pendingCounts: { ids: Set<string>; counted: Promise<Map<string, number>> } | undefined;
-  private readonly quote: string;
-  private readonly provider: DatabaseProvider;
 
   constructor(
     private readonly db: Db,
-    provider: DatabaseProvider,
+    private readonly provider: DatabaseProvider,
     private readonly cache: HistoryCache,
     private readonly userId: string,
-  ) {
-    this.quote = provider === 'mysql' ? '`' : '"';
-    this.provider = provider;
-  }
+  ) {}
 
   /** The page of the conversation's messages that `args` asks for; the caller checked ownership. */
   async load(conversationId: string, args: PageArgs): Promise<Connection<Message>> {
@@ -152,7 +147,8 @@ export class MessagePageLoader {
     if (ids.length === 1) {
       rows = await this.db.message.findMany({ where: { conversationId: ids[0], seq: seqRange }, orderBy: { seq: order }, take: window.limit + 1 });
     } else {
-      const q = (name: string) => raw(`${this.quote}${name}${this.quote}`);
+      const quote = this.provider === 'mysql' ? '`' : '"';
+      const q = (name: string) => raw(`${quote}${name}${quote}`);
       const conditions = [sql`${q('conversationId')} IN (${join(ids)})`];
       if (window.after !== undefined) conditions.push(sql`${q('seq')} > ${window.after}`);
       if (window.before !== undefined) conditions.push(sql`${q('seq')} < ${window.before}`);
