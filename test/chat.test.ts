@@ -451,3 +451,30 @@ describe('idle subscribers', () => {
     }
   });
 });
+
+describe('titles over the life of a server', () => {
+  it('titling many conversations leaves no abort listener behind on the shutdown signal', async () => {
+    // The openai client never removes the listener it adds to the signal it is given. Given the
+    // service's shutdown signal, every titled conversation left one there for good: past ten,
+    // Node reports a listener leak on that signal.
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`);
+    process.on('warning', onWarning);
+    const model = await FakeModel.start();
+    const server = await startParley({ env: { LLM_API_URL: model.url, LLM_MODEL: 'fake-model', LLM_MAX_RETRIES: '0' } });
+    try {
+      model.setDefault({ tokens: ['Short', ' title'] });
+      for (let i = 0; i < 14; i++) {
+        const sent = (await server.client().ok(SendMessage, { input: { content: `conversation number ${i}` } })).sendMessage;
+        await waitFor(() => server.app.db.prisma.conversation.findUniqueOrThrow({ where: { id: sent.conversation.id } }), (c) => c.title !== null);
+      }
+      expect(model.requests.filter((r) => r.body.messages[0]?.content.startsWith('Write a title'))).toHaveLength(14);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(warnings.filter((w) => w.startsWith('MaxListenersExceededWarning'))).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+      await server.stop();
+      await model.close();
+    }
+  });
+});

@@ -472,10 +472,17 @@ export class ChatService {
           { role: 'user' as const, content: input },
         ],
       };
-      title = await completeText(request, this.closing.signal, this.options.model).catch((error) => {
-        this.logger.warn({ err: error, conversationId }, 'title generation failed; using the first words');
-        return '';
-      });
+      // A signal of its own: the client leaves its abort listener on the signal it is given, and
+      // on the service's long-lived one that kept a listener per titled conversation forever.
+      const titleRequest = new AbortController();
+      const onShutdown = () => titleRequest.abort(this.closing.signal.reason);
+      this.closing.signal.addEventListener('abort', onShutdown, { once: true });
+      title = await completeText(request, titleRequest.signal, this.options.model)
+        .catch((error) => {
+          this.logger.warn({ err: error, conversationId }, 'title generation failed; using the first words');
+          return '';
+        })
+        .finally(() => this.closing.signal.removeEventListener('abort', onShutdown));
     }
     title = cleanTitle(title) || cleanTitle(input.split(/\s+/).slice(0, 6).join(' '));
     if (!title) return;
