@@ -16,6 +16,7 @@ export async function connectRedis(url: string, commandTimeoutMs: number, logger
     const redis = new Redis(url, {
       commandTimeout: commandTimeoutMs,
       enableOfflineQueue: false,
+      enableAutoPipelining: true,
       maxRetriesPerRequest: 0,
       connectTimeout: Math.max(1000, commandTimeoutMs * 5),
       // Reconnect quickly: the cache and the streams come back as soon as Redis does.

@@ -158,8 +158,13 @@ export class RedisHistoryCache implements HistoryCache {
     if (!(await this.usable())) return bypass();
     try {
       const results = await Promise.all(
-        conversationIds.map((id) => {
+        conversationIds.map(async (id): Promise<[string] | [null, string | null]> => {
           const keys = this.keys(userId, id);
+          // A hit needs only the entry and the epoch: one MGET costs Redis far less than the
+          // script, which runs only on a miss, for the version to fill against.
+          const [entry, epoch] = await this.redis.mget(keys.entry, keys.epoch);
+          const current = `${epoch ?? '0'}|`;
+          if (entry?.startsWith(current)) return [entry.slice(current.length)];
           return this.redis.historyRead(keys.entry, keys.version, keys.epoch, keys.writers);
         }),
       );
