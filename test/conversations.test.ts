@@ -67,6 +67,31 @@ const ListWithRecentMessages = graphql(`
   }
 `);
 
+const ListWithMessageFields = graphql(`
+  query ListWithMessageFields($first: Int) {
+    conversations(first: $first) {
+      edges {
+        node {
+          id
+          messages(last: 3) {
+            edges {
+              node {
+                __typename
+                ... on Message { id role content tokenCount metadata createdAt status model finishReason promptTokens completionTokens error conversation { id } }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+`);
+const ListWithContentOnly = graphql(`
+  query ListWithContentOnly($first: Int) {
+    conversations(first: $first) { edges { node { id messages(last: 3) { edges { node { text: content } } } } } }
+  }
+`);
+
 describe.each(ALL_PROVIDERS)('conversations and messages on %s', (provider) => {
   let server: TestServer;
   let api: GraphQLClient;
@@ -257,6 +282,47 @@ describe.each(ALL_PROVIDERS)('conversations and messages on %s', (provider) => {
     const few = (await statementsFor(5)).count;
     expect(few).toBeGreaterThanOrEqual(2);
     expect(Math.abs(count - few)).toBeLessThanOrEqual(1);
+  });
+
+  it('message pages of a list carry every field the operation selects, through inline fragments, and only those are read', async () => {
+    const ids = [await conversationWith(['p1', 'p2', 'p3', 'p4']), await conversationWith(['q1', 'q2'])];
+    await api.ok(AddMessage, { input: { conversationId: ids[0]!, role: 'ASSISTANT', content: 'p5', metadata: { tool: 'x', list: [1, null] }, tokenCount: 7 } });
+    sqlStatements.length = 0;
+    const { conversations } = await api.ok(ListWithMessageFields, { first: 2 });
+    const windowQuery = sqlStatements.find((sql) => /ROW_NUMBER/i.test(sql));
+    expect(conversations.edges.map((e) => e.node.id).sort()).toEqual([...ids].sort());
+    for (const { node } of conversations.edges) {
+      const rows = await server.app.db.prisma.message.findMany({ where: { conversationId: node.id }, orderBy: { seq: 'asc' } });
+      const expected = rows.slice(-3).map((m) => ({
+        __typename: 'Message',
+        id: m.id,
+        role: m.role,
+        content: m.content,
+        tokenCount: m.tokenCount,
+        metadata: m.metadata,
+        createdAt: m.createdAt.toISOString(),
+        status: m.status,
+        model: m.model,
+        finishReason: m.finishReason,
+        promptTokens: m.promptTokens,
+        completionTokens: m.completionTokens,
+        error: m.error,
+        conversation: { id: node.id },
+      }));
+      expect(node.messages.edges.map((e) => e.node)).toEqual(expected);
+    }
+    if (provider === 'postgresql') expect(windowQuery).toMatch(/"metadata".*"createdAt"/s);
+
+    sqlStatements.length = 0;
+    const narrow = await api.ok(ListWithContentOnly, { first: 2 });
+    const byId = new Map(narrow.conversations.edges.map((e) => [e.node.id, e.node.messages.edges.map((m) => m.node.text)]));
+    expect(byId.get(ids[0]!)).toEqual(['p3', 'p4', 'p5']);
+    expect(byId.get(ids[1]!)).toEqual(['q1', 'q2']);
+    if (provider === 'postgresql') {
+      const narrowWindow = sqlStatements.find((sql) => /ROW_NUMBER/i.test(sql))!;
+      expect(narrowWindow).toContain('"content"');
+      expect(narrowWindow).not.toMatch(/"metadata"|"createdAt"|"error"/);
+    }
   });
 
   describe('bad input', () => {

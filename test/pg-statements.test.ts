@@ -131,6 +131,30 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
       statements.length = 0;
       expect(await Promise.all(conversations.map((c) => counts.count(c.id)))).toEqual([8, 10, 12]);
       expect(statements).toHaveLength(1);
+
+      // A list asking for pages and counts: the counts come with the page query, including a
+      // conversation without messages (0).
+      const empty = await newConversation();
+      const ids = [...conversations.map((c) => c.id), empty.id];
+      const together = new MessagePageLoader(counted.prisma, 'postgresql', new NoHistoryCache(50), 'alice');
+      statements.length = 0;
+      const [pages, totals] = await Promise.all([Promise.all(ids.map((id) => together.load(id, { last: 2 }))), Promise.all(ids.map((id) => together.count(id)))]);
+      expect(totals).toEqual([8, 10, 12, 0]);
+      expect(statements).toHaveLength(1);
+      for (const [i, page] of pages.entries()) {
+        const all = await db.prisma.message.findMany({ where: { conversationId: ids[i] }, orderBy: { seq: 'asc' } });
+        expect(page.edges.map((e) => e.node)).toEqual(all.slice(-2));
+      }
+      // A page after a cursor covers part of each conversation: counts are their own query.
+      const cursor = pages[0]!.edges[0]!.cursor;
+      const paged = new MessagePageLoader(counted.prisma, 'postgresql', new NoHistoryCache(50), 'alice');
+      const [, partTotals] = await Promise.all([Promise.all(ids.map((id) => paged.load(id, { last: 2, before: cursor }))), Promise.all(ids.map((id) => paged.count(id)))]);
+      expect(partTotals).toEqual([8, 10, 12, 0]);
+      // Another user asking for both gets neither rows nor counts of alice's conversations.
+      const intruder = new MessagePageLoader(counted.prisma, 'postgresql', new NoHistoryCache(50), 'mallory');
+      const [foreignPages, foreignTotals] = await Promise.all([Promise.all(ids.map((id) => intruder.load(id, { last: 2 }))), Promise.all(ids.map((id) => intruder.count(id)))]);
+      expect(foreignTotals).toEqual([0, 0, 0, 0]);
+      expect(foreignPages.flatMap((p) => p.edges)).toEqual([]);
     } finally {
       await counted.close();
     }

@@ -28,6 +28,8 @@ type Documents = {
     "\n  query ListConversationsBackwards($last: Int, $before: String) {\n    conversations(last: $last, before: $before) {\n      edges { node { id } }\n      pageInfo { hasNextPage hasPreviousPage startCursor }\n    }\n  }\n": typeof types.ListConversationsBackwardsDocument,
     "\n  query History($conversationId: ID!, $limit: Int) { history(conversationId: $conversationId, limit: $limit) { role content } }\n": typeof types.HistoryDocument,
     "\n  query ListWithRecentMessages($first: Int) {\n    conversations(first: $first) {\n      edges { node { id title messageCount messages(last: 5) { edges { node { id content conversation { id } } } } } }\n    }\n  }\n": typeof types.ListWithRecentMessagesDocument,
+    "\n  query ListWithMessageFields($first: Int) {\n    conversations(first: $first) {\n      edges {\n        node {\n          id\n          messages(last: 3) {\n            edges {\n              node {\n                __typename\n                ... on Message { id role content tokenCount metadata createdAt status model finishReason promptTokens completionTokens error conversation { id } }\n              }\n            }\n          }\n        }\n      }\n    }\n  }\n": typeof types.ListWithMessageFieldsDocument,
+    "\n  query ListWithContentOnly($first: Int) {\n    conversations(first: $first) { edges { node { id messages(last: 3) { edges { node { text: content } } } } } }\n  }\n": typeof types.ListWithContentOnlyDocument,
     "mutation CacheAdd($input: AddMessageInput!) { addMessage(input: $input) { id conversation { id } } }": typeof types.CacheAddDocument,
     "mutation CacheClear($id: ID!) { clearMessages(conversationId: $id) }": typeof types.CacheClearDocument,
     "mutation CacheRemove($id: ID!) { deleteConversation(id: $id) }": typeof types.CacheRemoveDocument,
@@ -65,6 +67,8 @@ const documents: Documents = {
     "\n  query ListConversationsBackwards($last: Int, $before: String) {\n    conversations(last: $last, before: $before) {\n      edges { node { id } }\n      pageInfo { hasNextPage hasPreviousPage startCursor }\n    }\n  }\n": types.ListConversationsBackwardsDocument,
     "\n  query History($conversationId: ID!, $limit: Int) { history(conversationId: $conversationId, limit: $limit) { role content } }\n": types.HistoryDocument,
     "\n  query ListWithRecentMessages($first: Int) {\n    conversations(first: $first) {\n      edges { node { id title messageCount messages(last: 5) { edges { node { id content conversation { id } } } } } }\n    }\n  }\n": types.ListWithRecentMessagesDocument,
+    "\n  query ListWithMessageFields($first: Int) {\n    conversations(first: $first) {\n      edges {\n        node {\n          id\n          messages(last: 3) {\n            edges {\n              node {\n                __typename\n                ... on Message { id role content tokenCount metadata createdAt status model finishReason promptTokens completionTokens error conversation { id } }\n              }\n            }\n          }\n        }\n      }\n    }\n  }\n": types.ListWithMessageFieldsDocument,
+    "\n  query ListWithContentOnly($first: Int) {\n    conversations(first: $first) { edges { node { id messages(last: 3) { edges { node { text: content } } } } } }\n  }\n": types.ListWithContentOnlyDocument,
     "mutation CacheAdd($input: AddMessageInput!) { addMessage(input: $input) { id conversation { id } } }": types.CacheAddDocument,
     "mutation CacheClear($id: ID!) { clearMessages(conversationId: $id) }": types.CacheClearDocument,
     "mutation CacheRemove($id: ID!) { deleteConversation(id: $id) }": types.CacheRemoveDocument,
@@ -158,6 +162,14 @@ export function graphql(source: "\n  query History($conversationId: ID!, $limit:
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
 export function graphql(source: "\n  query ListWithRecentMessages($first: Int) {\n    conversations(first: $first) {\n      edges { node { id title messageCount messages(last: 5) { edges { node { id content conversation { id } } } } } }\n    }\n  }\n"): (typeof documents)["\n  query ListWithRecentMessages($first: Int) {\n    conversations(first: $first) {\n      edges { node { id title messageCount messages(last: 5) { edges { node { id content conversation { id } } } } } }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query ListWithMessageFields($first: Int) {\n    conversations(first: $first) {\n      edges {\n        node {\n          id\n          messages(last: 3) {\n            edges {\n              node {\n                __typename\n                ... on Message { id role content tokenCount metadata createdAt status model finishReason promptTokens completionTokens error conversation { id } }\n              }\n            }\n          }\n        }\n      }\n    }\n  }\n"): (typeof documents)["\n  query ListWithMessageFields($first: Int) {\n    conversations(first: $first) {\n      edges {\n        node {\n          id\n          messages(last: 3) {\n            edges {\n              node {\n                __typename\n                ... on Message { id role content tokenCount metadata createdAt status model finishReason promptTokens completionTokens error conversation { id } }\n              }\n            }\n          }\n        }\n      }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query ListWithContentOnly($first: Int) {\n    conversations(first: $first) { edges { node { id messages(last: 3) { edges { node { text: content } } } } } }\n  }\n"): (typeof documents)["\n  query ListWithContentOnly($first: Int) {\n    conversations(first: $first) { edges { node { id messages(last: 3) { edges { node { text: content } } } } } }\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */

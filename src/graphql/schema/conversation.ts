@@ -1,6 +1,7 @@
 import { queryFromInfo } from '@pothos/plugin-prisma';
 import { builder } from '../builder.ts';
-import { Message } from './message.ts';
+import { selectedFields } from '../selection.ts';
+import { Message, messageColumns } from './message.ts';
 
 export const Conversation = builder.prismaObject('Conversation', {
   fields: (t) => ({
@@ -14,7 +15,7 @@ export const Conversation = builder.prismaObject('Conversation', {
       {
         type: Message,
         description: 'Messages oldest first. Relay connection: edges { cursor node }, pageInfo.',
-        resolve: (conversation, args, ctx) => ctx.messagePages.load(conversation.id, args),
+        resolve: (conversation, args, ctx, info) => ctx.messagePages.load(conversation.id, args, messageColumns(selectedFields(info, ['edges', 'node']))),
       },
       { name: 'MessageConnection' },
       { name: 'MessageEdge' },

@@ -26,6 +26,35 @@ export const Message = builder.prismaObject('Message', {
   }),
 });
 
+// The column behind each field of Message: a page read for an operation reads only these.
+const COLUMN_OF_FIELD: Record<string, string | null> = {
+  __typename: null,
+  id: 'id',
+  conversation: 'conversationId',
+  role: 'role',
+  content: 'content',
+  tokenCount: 'tokenCount',
+  metadata: 'metadata',
+  createdAt: 'createdAt',
+  status: 'status',
+  model: 'model',
+  finishReason: 'finishReason',
+  promptTokens: 'promptTokens',
+  completionTokens: 'completionTokens',
+  error: 'error',
+};
+
+/** The columns the selected Message fields need; undefined (every column) for a field not mapped. */
+export function messageColumns(fields: Set<string>): string[] | undefined {
+  const columns: string[] = [];
+  for (const field of fields) {
+    const column = Object.hasOwn(COLUMN_OF_FIELD, field) ? COLUMN_OF_FIELD[field] : undefined;
+    if (column === undefined) return undefined;
+    if (column !== null) columns.push(column);
+  }
+  return columns;
+}
+
 const ChatMessageRef = builder.objectRef<ChatMessage>('ChatMessage').implement({
   description: 'A message as it is sent to a model',
   fields: (t) => ({
