@@ -477,4 +477,22 @@ describe('titles over the life of a server', () => {
       await model.close();
     }
   });
+
+  it('replies ending together ask for their titles a few at a time, and every conversation gets one', async () => {
+    const model = await FakeModel.start();
+    const server = await startParley({ env: { LLM_API_URL: model.url, LLM_MODEL: 'fake-model', LLM_MAX_RETRIES: '0' } });
+    try {
+      model.titleDelayMs = 150;
+      model.setDefault({ tokens: ['ok'] });
+      const sent = await Promise.all(Array.from({ length: 12 }, (_, i) => server.client().ok(SendMessage, { input: { content: `burst ${i}` } })));
+      const ids = sent.map((s) => s.sendMessage.conversation.id);
+      await waitFor(() => server.app.db.prisma.conversation.findMany({ where: { id: { in: ids } } }), (rows) => rows.every((c) => c.title !== null), 10_000);
+      expect(model.requests.filter((r) => r.body.messages[0]?.content.startsWith('Write a title'))).toHaveLength(12);
+      // Four at a time: more would compete with live streams; one at a time would be needlessly slow.
+      expect(model.mostOpenTitleRequests).toBe(4);
+    } finally {
+      await server.stop();
+      await model.close();
+    }
+  });
 });

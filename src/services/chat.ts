@@ -56,6 +56,12 @@ interface Generation {
 
 const TITLE_INPUT_CHARS = 500;
 const MAX_TITLE_CHARS = 80;
+/**
+ * Titles are background work: at most this many are requested at once per instance, the rest
+ * wait their turn. Replies that end together (a burst of new conversations) otherwise send a
+ * burst of title requests that competes with the live streams for the CPU.
+ */
+const MAX_CONCURRENT_TITLES = 4;
 
 export class ChatService {
   private readonly generations = new Map<string, Generation>();
@@ -66,6 +72,8 @@ export class ChatService {
   private readonly silence: SilenceClock;
   private flushTimer: NodeJS.Timeout | undefined;
   private readonly closing = new AbortController();
+  private titling = 0;
+  private readonly titleQueue: (() => void)[] = [];
 
   constructor(
     private readonly db: Db,
@@ -158,7 +166,7 @@ export class ChatService {
         return undefined;
       })
       .finally(() => this.generations.delete(message.id))
-      .then((status) => (status === 'COMPLETE' && conversation.title === null ? this.nameConversation(conversation.id, userMessage.content, settings) : undefined))
+      .then((status) => (status === 'COMPLETE' && conversation.title === null ? this.inTitleTurn(() => this.nameConversation(conversation.id, userMessage.content, settings)) : undefined))
       .catch((error) => this.logger.warn({ err: error, conversationId: conversation.id }, 'could not title the conversation'));
   }
 
@@ -452,6 +460,19 @@ export class ChatService {
       if (this.generations.has(id)) continue;
       const finalized = await this.finalize(id, { status: 'INTERRUPTED', error: 'the server generating this reply stopped before it finished' });
       if (finalized) this.logger.warn({ messageId: id }, 'marked an orphaned reply INTERRUPTED');
+    }
+  }
+
+  private async inTitleTurn(task: () => Promise<void>): Promise<void> {
+    // A finishing title hands its slot straight to the next in line.
+    if (this.titling >= MAX_CONCURRENT_TITLES) await new Promise<void>((resolve) => this.titleQueue.push(resolve));
+    else this.titling++;
+    try {
+      await task();
+    } finally {
+      const next = this.titleQueue.shift();
+      if (next) next();
+      else this.titling--;
     }
   }
 

@@ -32,6 +32,13 @@ if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return fals
 return redis.call('LRANGE', KEYS[1], 0, -1)
 `;
 
+/**
+ * The broker's script commands. Appends are already batched per event-loop turn here, and they are
+ * the latency-critical path: they skip the connection's automatic pipelining (a second deferral,
+ * and a wait for the batch in flight).
+ */
+export const STREAM_COMMANDS = ['parleyAppend', 'parleySeal'];
+
 type BrokerRedis = Redis & {
   parleyAppend(keyCount: number, ...keysAndArgs: (string | number)[]): Promise<number[]>;
   parleySeal(log: string, seal: string, token: string, ttlMs: number): Promise<string[] | null>;

@@ -53,6 +53,10 @@ export class FakeModel {
   readonly requests: RecordedRequest[] = [];
   private scripts: Script[] = [];
   private fallback: Script = { tokens: ['Hello', ',', ' world', '!'] };
+  /** Pause before answering a title request; how many are open at once, and the most seen. */
+  titleDelayMs = 0;
+  openTitleRequests = 0;
+  mostOpenTitleRequests = 0;
   private readonly sockets = new Set<Socket>();
 
   private constructor(
@@ -102,7 +106,11 @@ export class FakeModel {
     const recorded: RecordedRequest = { body: JSON.parse(text), headers: req.headers, closed: new Promise((r) => (closedResolve = r)), sent: 0 };
     res.on('close', () => closedResolve());
     this.requests.push(recorded);
-    const script = isTitleRequest(recorded) ? { tokens: ['Weekend', ' in', ' Lisbon'] } : (this.scripts.shift() ?? this.fallback);
+    if (isTitleRequest(recorded)) {
+      this.mostOpenTitleRequests = Math.max(this.mostOpenTitleRequests, ++this.openTitleRequests);
+      res.on('close', () => this.openTitleRequests--);
+    }
+    const script = isTitleRequest(recorded) ? { tokens: ['Weekend', ' in', ' Lisbon'], headersDelayMs: this.titleDelayMs } : (this.scripts.shift() ?? this.fallback);
     await sleep(script.headersDelayMs);
     if (res.destroyed) return;
     if (script.status) {
