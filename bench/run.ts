@@ -321,19 +321,43 @@ async function streaming(database: TestDatabase, model: FakeModel) {
 async function idleSubscriptions(database: TestDatabase, model: FakeModel) {
   const count = size(2000, 50);
   const query = 'subscription($id: ID!) { messageStream(messageId: $id) { seq delta done } }';
+  // A subscription that ended (an error, a completion, a closed socket) holds no memory: the
+  // measurement only counts if none did.
+  let ended: string[] = [];
   const open = (transport: 'graphql-ws' | 'sse', url: string, id: string, onOpen: () => void): (() => void) => {
     if (transport === 'graphql-ws') {
-      const client = createClient({ url: url.replace('http', 'ws') + '/graphql', webSocketImpl: WebSocket, retryAttempts: 0, lazy: false, on: { connected: onOpen } });
-      client.subscribe({ query, variables: { id } }, { next: () => {}, error: () => {}, complete: () => {} });
-      return () => void client.dispose();
+      let disposed = false;
+      const client = createClient({
+        url: url.replace('http', 'ws') + '/graphql',
+        webSocketImpl: WebSocket,
+        retryAttempts: 0,
+        lazy: false,
+        on: { connected: onOpen, closed: (event) => void (disposed || ended.push(`socket closed ${(event as { code?: number }).code}`)) },
+      });
+      client.subscribe(
+        { query, variables: { id } },
+        { next: (r) => void ended.push(`event ${JSON.stringify(r).slice(0, 200)}`), error: (e) => void ended.push(`error ${JSON.stringify(e).slice(0, 200)}`), complete: () => void (disposed || ended.push('completed')) },
+      );
+      return () => {
+        disposed = true;
+        void client.dispose();
+      };
     }
     const controller = new AbortController();
     void fetch(`${url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream' }, body: JSON.stringify({ query, variables: { id } }), signal: controller.signal })
-      .then((res) => {
+      .then(async (res) => {
+        if (res.status !== 200 || !res.body) return void ended.push(`sse status ${res.status}`);
         onOpen();
-        return res.body?.getReader().read();
+        const reader = res.body.getReader();
+        const decoder = new TextDecoder();
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) return void ended.push('sse stream ended');
+          // Keep-alive comments are fine; any event is not idle.
+          if (/^(data|event):/m.test(decoder.decode(value))) ended.push('sse event');
+        }
       })
-      .catch(() => {});
+      .catch((error) => void (controller.signal.aborted || ended.push(`sse ${error}`)));
     return () => controller.abort();
   };
   const openMany = async (transport: 'graphql-ws' | 'sse', url: string, id: string, n: number) => {
@@ -355,18 +379,24 @@ async function idleSubscriptions(database: TestDatabase, model: FakeModel) {
       model.setDefault({ tokens: ['never'], stallAfter: 0 });
       const sent = await gql<{ sendMessage: { assistantMessage: { id: string } } }>(parley.url, 'mutation { sendMessage(input: { content: "idle" }) { assistantMessage { id } } }');
       const id = sent.sendMessage.assistantMessage.id;
-      // Warm-up: the first subscriptions compile code and fill caches that every later one shares.
-      (await openMany(transport, parley.url, id, 50))();
-      await sleep(500);
+      ended = [];
+      // The cost of one more subscription on a server that already holds `count` of them: the
+      // first ones also compile code, fill caches and grow the heap's spaces, which every later
+      // one shares. Measured from a fresh process instead, the heap's own resizing made readings
+      // swing from -4 to +15 KB.
+      const closeFirst = await openMany(transport, parley.url, id, count);
+      await sleep(1000);
       // Memory is compared after a full collection on both sides: uncollected garbage is not
       // memory that idle subscriptions hold, and it made single readings swing by ±8 KB.
       await parley.collectGarbage();
       const before = rssBytes(parley.pid);
-      const closeAll = await openMany(transport, parley.url, id, count);
+      const closeSecond = await openMany(transport, parley.url, id, count);
       await sleep(1000);
       await parley.collectGarbage();
       perSubscription[transport].push((rssBytes(parley.pid) - before) / count / 1024);
-      closeAll();
+      if (ended.length > 0) throw new Error(`idle subscriptions: ${ended.length} of ${2 * count} ${transport} subscriptions ended early, e.g. ${ended.slice(0, 3).join('; ')}`);
+      closeFirst();
+      closeSecond();
       await parley.stop();
     }
   }
