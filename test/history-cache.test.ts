@@ -174,8 +174,14 @@ describe('Redis history cache', () => {
 
   it('every path that changes messages keeps the cache in step', async () => {
     const id = await conversationWith(4);
+    // A read fills the entry unless a write is in flight; after a stop, the generating side still
+    // saves the prompt's metadata in the background, so the fill may take another read.
     const warm = async () => {
-      await apiA.ok(Recent, { id, limit: 5 });
+      for (let attempt = 0; attempt < 20; attempt++) {
+        await apiA.ok(Recent, { id, limit: 5 });
+        if ((await cachedEntry(id)) !== null) return;
+        await new Promise((r) => setTimeout(r, 50));
+      }
       expect(await cachedEntry(id)).not.toBeNull();
     };
     const check = async (what: string) => {
