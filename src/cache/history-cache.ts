@@ -80,7 +80,14 @@ export interface HistoryCache {
   fill(userId: string, conversationId: string, version: string, messages: Message[]): void;
   /** Runs a database change to the conversation's messages with the cache closed around it. */
   writing<T>(userId: string, conversationId: string, change: () => Promise<T>): Promise<T>;
+  /** The same for one change to the messages of many conversations. */
+  writingAll<T>(conversations: readonly ConversationKey[], change: () => Promise<T>): Promise<T>;
   stats(): CacheStats;
+}
+
+export interface ConversationKey {
+  userId: string;
+  conversationId: string;
 }
 
 /**
@@ -103,6 +110,9 @@ export class NoHistoryCache implements HistoryCache {
   }
   fill() {}
   writing<T>(_userId: string, _conversationId: string, change: () => Promise<T>): Promise<T> {
+    return change();
+  }
+  writingAll<T>(_conversations: readonly ConversationKey[], change: () => Promise<T>): Promise<T> {
     return change();
   }
   stats(): CacheStats {
@@ -205,15 +215,23 @@ export class RedisHistoryCache implements HistoryCache {
     this.redis.historyFill(keys.entry, keys.version, keys.epoch, keys.writers, version, JSON.stringify(messages), this.options.ttlMs).catch((error) => this.failed(error, false));
   }
 
-  async writing<T>(userId: string, conversationId: string, change: () => Promise<T>): Promise<T> {
-    const keys = this.keys(userId, conversationId);
+  writing<T>(userId: string, conversationId: string, change: () => Promise<T>): Promise<T> {
+    return this.writingAll([{ userId, conversationId }], change);
+  }
+
+  async writingAll<T>(conversations: readonly ConversationKey[], change: () => Promise<T>): Promise<T> {
     const mark = async (delta: 1 | -1) => {
       if (!this.available) {
         this.missedInvalidation = true;
         return;
       }
       try {
-        await this.redis.historyWrite(keys.entry, keys.version, keys.writers, delta, this.options.ttlMs, WRITER_TTL_MS);
+        await Promise.all(
+          conversations.map(({ userId, conversationId }) => {
+            const keys = this.keys(userId, conversationId);
+            return this.redis.historyWrite(keys.entry, keys.version, keys.writers, delta, this.options.ttlMs, WRITER_TTL_MS);
+          }),
+        );
       } catch (error) {
         this.failed(error, true);
       }
@@ -222,9 +240,12 @@ export class RedisHistoryCache implements HistoryCache {
     try {
       return await change();
     } finally {
-      await mark(-1);
+      // Not awaited: until it lands, readers find no entry and do not fill, and read the database,
+      // which already holds the change. The caller's answer need not wait one more round trip.
+      void mark(-1);
     }
   }
+
 
   stats(): CacheStats {
     return { status: this.available ? 'up' : 'down', ...this.counters };

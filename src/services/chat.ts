@@ -435,10 +435,13 @@ export class ChatService {
 
   private async heartbeat(): Promise<void> {
     if (this.generations.size === 0) return;
-    await this.db.message.updateMany({
-      where: { id: { in: [...this.generations.keys()] }, status: 'STREAMING' },
-      data: { leaseExpiresAt: new Date(Date.now() + this.options.leaseMs) },
-    });
+    // The lease is a column of the cached rows too: the renewal is bracketed like any change.
+    await this.cache.writingAll([...this.generations.values()], () =>
+      this.db.message.updateMany({
+        where: { id: { in: [...this.generations.keys()] }, status: 'STREAMING' },
+        data: { leaseExpiresAt: new Date(Date.now() + this.options.leaseMs) },
+      }),
+    );
     // Partial text survives a crash even without the shared log.
     for (const [id, generation] of this.generations) {
       if (generation.content.length === generation.checkpointed) continue;
