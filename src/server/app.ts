@@ -276,7 +276,10 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     async start() {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(config.PORT, config.HOST, () => {
+        // Node's default accept queue (511) overflows when thousands of clients connect at once,
+        // as they do when an instance restarts and its clients reconnect: the kernel then drops
+        // connections. The kernel caps this at net.core.somaxconn.
+        server.listen({ port: config.PORT, host: config.HOST, backlog: 4096 }, () => {
           server.off('error', reject);
           resolve();
         });
