@@ -12,7 +12,7 @@ const schema = buildSchema(`
 `);
 
 function fieldsFor(document: string): string[] {
-  let seen: Set<string> | undefined;
+  let seen: ReadonlySet<string> | undefined;
   const result = execute({
     schema,
     document: parse(document),

@@ -8,9 +8,10 @@
 // Operations run compiled by graphql-jit: planned once per document, not at every request.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Kind, type DocumentNode, type GraphQLSchema } from 'graphql';
-import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
+import type { CompiledQuery } from 'graphql-jit';
 import type { Viewer } from '../auth.ts';
 import type { Context } from '../graphql/context.ts';
+import { compiledOperation } from './compiled-operations.ts';
 
 export interface FastQueryOptions {
   schema: GraphQLSchema;
@@ -37,9 +38,9 @@ export function acceptsPlainJson(req: IncomingMessage): boolean {
 }
 
 export class FastQueries {
-  // Query text → its compiled operations by name, or null: not a read-only operation Parley can
+  // Query text → its parsed and validated document, or null: not a read-only operation Parley can
   // answer here.
-  private readonly documents = new Map<string, Operations | null>();
+  private readonly documents = new Map<string, DocumentNode | null>();
   /** Requests answered here, and requests handed on to Yoga. */
   readonly counts = { answered: 0, declined: 0 };
 
@@ -80,29 +81,16 @@ export class FastQueries {
   }
 
   private operation(query: string, operationName: string | null | undefined): CompiledQuery | null {
-    let operations = this.documents.get(query);
-    if (operations === undefined) {
-      const document = this.options.prepare(query);
-      const readOnly = document?.definitions.every((d) => d.kind === Kind.FRAGMENT_DEFINITION || (d.kind === Kind.OPERATION_DEFINITION && d.operation === 'query'));
-      operations = document && readOnly ? { document, byName: new Map() } : null;
+    let document = this.documents.get(query);
+    if (document === undefined) {
+      const parsed = this.options.prepare(query);
+      const readOnly = parsed?.definitions.every((d) => d.kind === Kind.FRAGMENT_DEFINITION || (d.kind === Kind.OPERATION_DEFINITION && d.operation === 'query'));
+      document = parsed && readOnly ? parsed : null;
       // Bounded: a client sending endless distinct documents only evicts the oldest.
       if (this.documents.size >= (this.options.maxDocuments ?? 1000)) this.documents.delete(this.documents.keys().next().value!);
-      this.documents.set(query, operations);
+      this.documents.set(query, document);
     }
-    if (!operations) return null;
-    const name = operationName ?? '';
-    let compiled = operations.byName.get(name);
-    if (compiled === undefined) {
-      // Fails for an unknown or ambiguous operation name: Yoga then reports it.
-      const result = compileQuery(this.options.schema, operations.document, operationName ?? undefined);
-      compiled = isCompiledQuery(result) ? result : null;
-      if (operations.byName.size < 20) operations.byName.set(name, compiled);
-    }
-    return compiled;
+    // Null for an unknown or ambiguous operation name: Yoga then reports it.
+    return document ? compiledOperation(this.options.schema, document, operationName) : null;
   }
-}
-
-interface Operations {
-  document: DocumentNode;
-  byName: Map<string, CompiledQuery | null>;
 }

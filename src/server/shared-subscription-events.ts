@@ -3,16 +3,15 @@
 // document, variables and viewer) and hands every such subscriber the same result, instead of
 // one GraphQL execution per event and subscriber. The selection runs compiled by graphql-jit.
 import type { Plugin } from '@envelop/core';
-import { createSourceEventStream, execute, type DocumentNode, type ExecutionArgs, type ExecutionResult } from 'graphql';
-import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
+import { createSourceEventStream, execute, type ExecutionArgs, type ExecutionResult } from 'graphql';
+import type { CompiledQuery } from 'graphql-jit';
 import type { Context } from '../graphql/context.ts';
+import { compiledOperation } from './compiled-operations.ts';
 
 type Result = ExecutionResult | Promise<ExecutionResult>;
 
 const documentIds = new WeakMap<object, number>();
 let nextDocumentId = 0;
-// Per document and operation name: the selection compiled by graphql-jit (null: not compilable).
-const compiledOperations = new WeakMap<DocumentNode, Map<string, CompiledQuery | null>>();
 
 /** Per source event: the result of each operation executed on it. Dropped with the event. */
 const resultsByEvent = new WeakMap<object, Map<string, Result>>();
@@ -33,7 +32,7 @@ async function sharedSubscribe(args: ExecutionArgs): Promise<AsyncIterableIterat
   let key: string | undefined;
   let compiled: CompiledQuery | null | undefined;
   const run = (event: unknown): Result => {
-    compiled ??= compiledOperation(args);
+    compiled ??= compiledOperation(args.schema, args.document, args.operationName);
     return compiled ? compiled.query(event, args.contextValue, args.variableValues) : execute({ ...args, rootValue: event });
   };
   const resultFor = (event: unknown): Result => {
@@ -70,17 +69,4 @@ function operationKey(args: ExecutionArgs): string {
   if (documentId === undefined) documentIds.set(args.document, (documentId = nextDocumentId++));
   const viewer = (args.contextValue as Partial<Context> | undefined)?.viewer?.userId ?? '';
   return JSON.stringify([documentId, args.operationName ?? null, args.variableValues ?? null, viewer]);
-}
-
-function compiledOperation(args: ExecutionArgs): CompiledQuery | null {
-  let byName = compiledOperations.get(args.document);
-  if (!byName) compiledOperations.set(args.document, (byName = new Map()));
-  const name = args.operationName ?? '';
-  let compiled = byName.get(name);
-  if (compiled === undefined) {
-    const result = compileQuery(args.schema, args.document, args.operationName ?? undefined);
-    compiled = isCompiledQuery(result) ? result : null;
-    byName.set(name, compiled);
-  }
-  return compiled;
 }

@@ -45,7 +45,7 @@ const COLUMN_OF_FIELD: Record<string, string | null> = {
 };
 
 /** The columns the selected Message fields need; undefined (every column) for a field not mapped. */
-export function messageColumns(fields: Set<string>): string[] | undefined {
+export function messageColumns(fields: ReadonlySet<string>): string[] | undefined {
   const columns: string[] = [];
   for (const field of fields) {
     const column = Object.hasOwn(COLUMN_OF_FIELD, field) ? COLUMN_OF_FIELD[field] : undefined;
