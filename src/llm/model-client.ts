@@ -2,6 +2,7 @@
 // from the built-in local-echo model. openai's own timeout ends at the response headers, so the
 // first chunk and every gap between chunks have watchdogs of their own.
 import OpenAI from 'openai';
+import { nodeFetch } from './node-fetch.ts';
 import { countTokens } from './tokens.ts';
 
 export interface ChatTurn {
@@ -73,7 +74,7 @@ function openAiClient(baseUrl: string, apiKey: string | undefined, options: Mode
   const key = JSON.stringify([baseUrl, apiKey ?? '', options.timeoutMs, options.maxRetries]);
   let client = clients.get(key);
   if (!client) {
-    client = new OpenAI({ baseURL: baseUrl, apiKey: apiKey || 'none', timeout: options.timeoutMs, maxRetries: options.maxRetries });
+    client = new OpenAI({ baseURL: baseUrl, apiKey: apiKey || 'none', timeout: options.timeoutMs, maxRetries: options.maxRetries, fetch: nodeFetch });
     if (clients.size >= MAX_CLIENTS) clients.delete(clients.keys().next().value!);
     clients.set(key, client);
   }
