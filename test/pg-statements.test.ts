@@ -7,6 +7,11 @@ import { applyMigrations } from '../src/db/migrate.ts';
 import { NoHistoryCache } from '../src/cache/history-cache.ts';
 import { MessagePageLoader } from '../src/services/message-pages.ts';
 import { saveInOneStatement, saveInTransaction, uuid7, type Exchange } from '../src/services/exchange.ts';
+import { saveReplyEnd, setTitleIfUntitled, type ReplyEnd } from '../src/services/reply-end.ts';
+import { UserConfigService } from '../src/services/user-config.ts';
+import { SecretBox } from '../src/services/secrets.ts';
+import { loadConfig } from '../src/config.ts';
+import { modelPresets } from '../src/llm/presets.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 
 describe('saving an exchange on PostgreSQL in one statement', () => {
@@ -47,7 +52,7 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
   it('returns exactly the rows it wrote, and writes what the Prisma transaction writes', async () => {
     const [fast, slow] = [await newConversation(), await newConversation()];
     const before = Date.now();
-    const savedFast = await saveInOneStatement(db.prisma, exchange(fast.id, { clientMessageId: 'k1' }));
+    const savedFast = await saveInOneStatement(db.sql!, exchange(fast.id, { clientMessageId: 'k1' }));
     const savedSlow = await saveInTransaction(db.prisma, exchange(slow.id, { clientMessageId: 'k2' }));
     const fastRows = await rowsOf(savedFast);
     expect(savedFast).toEqual(fastRows);
@@ -62,7 +67,7 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
   });
 
   it('starts a new conversation the way the Prisma transaction does', async () => {
-    const savedFast = await saveInOneStatement(db.prisma, exchange(null));
+    const savedFast = await saveInOneStatement(db.sql!, exchange(null));
     const savedSlow = await saveInTransaction(db.prisma, exchange(null));
     const fastRows = await rowsOf(savedFast);
     expect(savedFast).toEqual(fastRows);
@@ -73,7 +78,7 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
 
   it('hands out distinct positions to concurrent sends', async () => {
     const conversation = await newConversation();
-    const saved = await Promise.all(Array.from({ length: 20 }, () => saveInOneStatement(db.prisma, exchange(conversation.id))));
+    const saved = await Promise.all(Array.from({ length: 20 }, () => saveInOneStatement(db.sql!, exchange(conversation.id))));
     const seqs = saved.flatMap((s) => [s.userMessage.seq, s.assistantMessage.seq]).sort((a, b) => a - b);
     expect(seqs).toEqual(Array.from({ length: 40 }, (_, i) => i + 5));
     expect(saved.every((s) => s.assistantMessage.seq === s.userMessage.seq + 1)).toBe(true);
@@ -82,7 +87,7 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
   it("writes nothing to another user's conversation or a missing one, and says NOT_FOUND", async () => {
     const conversation = await newConversation();
     for (const [id, userId] of [[conversation.id, 'mallory'], [uuid7(), 'alice']] as const) {
-      await expect(saveInOneStatement(db.prisma, exchange(id, { userId }))).rejects.toMatchObject({ extensions: { code: 'NOT_FOUND' } });
+      await expect(saveInOneStatement(db.sql!, exchange(id, { userId }))).rejects.toMatchObject({ extensions: { code: 'NOT_FOUND' } });
     }
     expect(await db.prisma.message.count({ where: { conversationId: conversation.id } })).toBe(0);
     expect((await db.prisma.conversation.findUniqueOrThrow({ where: { id: conversation.id } })).lastSeq).toBe(4);
@@ -90,8 +95,8 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
 
   it('reports a reused clientMessageId as the unique violation Prisma reports, and writes nothing', async () => {
     const conversation = await newConversation();
-    await saveInOneStatement(db.prisma, exchange(conversation.id, { clientMessageId: 'same' }));
-    await expect(saveInOneStatement(db.prisma, exchange(conversation.id, { clientMessageId: 'same' }))).rejects.toMatchObject({ code: 'P2002' });
+    await saveInOneStatement(db.sql!, exchange(conversation.id, { clientMessageId: 'same' }));
+    await expect(saveInOneStatement(db.sql!, exchange(conversation.id, { clientMessageId: 'same' }))).rejects.toMatchObject({ code: 'P2002' });
     expect(await db.prisma.message.count({ where: { conversationId: conversation.id } })).toBe(2);
     expect((await db.prisma.conversation.findUniqueOrThrow({ where: { id: conversation.id } })).lastSeq).toBe(6);
   });
@@ -107,7 +112,7 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
   it('reads message pages of several conversations in one query, with the rows Prisma reads', async () => {
     const conversations = [await newConversation(), await newConversation(), await newConversation()];
     for (const [i, conversation] of conversations.entries()) {
-      for (let n = 0; n < 4 + i; n++) await saveInOneStatement(db.prisma, exchange(conversation.id, { content: `c${i} n${n}` }));
+      for (let n = 0; n < 4 + i; n++) await saveInOneStatement(db.sql!, exchange(conversation.id, { content: `c${i} n${n}` }));
     }
     await db.prisma.message.updateMany({ where: { conversationId: conversations[0]!.id, role: 'ASSISTANT' }, data: { status: 'COMPLETE', finishReason: 'stop', completionTokens: 3, leaseExpiresAt: null, error: 'none', metadata: { nested: { list: [1, 'two', null] } } } });
     const statements: string[] = [];
@@ -158,5 +163,80 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
     } finally {
       await counted.close();
     }
+  });
+});
+
+describe('the writes and reads every reply runs, on PostgreSQL without Prisma', () => {
+  let database: TestDatabase;
+  let db: Database;
+
+  beforeAll(async () => {
+    database = await createTestDatabase('postgresql');
+    await applyMigrations(database.url);
+    db = await openDatabase({ url: database.url, poolSize: 4 });
+  });
+  afterAll(async () => {
+    await db?.close();
+    await database?.drop();
+  });
+
+  /** Two identical STREAMING replies, one for each path. */
+  const twoReplies = async (extra: Record<string, unknown> = {}) => {
+    const conversation = await db.prisma.conversation.create({ data: { userId: 'alice', lastSeq: 4 } });
+    const reply = (seq: number) =>
+      db.prisma.message.create({
+        data: { conversationId: conversation.id, userId: 'alice', seq, role: 'ASSISTANT', content: 'checkpoint', status: 'STREAMING', model: 'gpt-start', metadata: { presetId: 'default' }, promptTokens: 11, leaseExpiresAt: new Date(Date.now() + 60_000), ...extra },
+      });
+    return [await reply(1), await reply(2)];
+  };
+  const comparable = ({ id: _id, seq: _seq, createdAt: _c, updatedAt: _u, ...rest }: Record<string, unknown>) => rest;
+  const read = (id: string) => db.prisma.message.findUniqueOrThrow({ where: { id } });
+
+  const ends: [string, ReplyEnd][] = [
+    ['a completed reply with everything', { status: 'COMPLETE', content: 'Héllo “world” \u{1F600}', error: null, finishReason: 'stop', model: 'gpt-x-2', metadata: { presetId: 'default', context: { includedMessages: 3, omittedMessageIds: ['a', 'b'] } }, promptTokens: 42, completionTokens: 7 }],
+    ['a failed reply that leaves model, metadata and prompt tokens as saved', { status: 'FAILED', content: '', error: 'the model said no', finishReason: null, model: null, metadata: null, promptTokens: null, completionTokens: 0 }],
+  ];
+  it.each(ends)('saves %s exactly as the Prisma update does', async (_name, end) => {
+    const [direct, viaPrisma] = await twoReplies();
+    const before = Date.now();
+    expect(await saveReplyEnd(db.prisma, db.sql, direct!.id, end)).toBe(1);
+    expect(await saveReplyEnd(db.prisma, null, viaPrisma!.id, end)).toBe(1);
+    const [directRow, prismaRow] = [await read(direct!.id), await read(viaPrisma!.id)];
+    expect(comparable(directRow)).toEqual(comparable(prismaRow));
+    expect(directRow).toMatchObject({ status: end.status, content: end.content, leaseExpiresAt: null, model: end.model ?? 'gpt-start', promptTokens: end.promptTokens ?? 11 });
+    expect(directRow.updatedAt.getTime()).toBeGreaterThanOrEqual(before);
+  });
+
+  it('changes nothing once a reply has ended, on either path', async () => {
+    const [direct, viaPrisma] = await twoReplies({ status: 'STOPPED', leaseExpiresAt: null });
+    const end = ends[0]![1];
+    expect(await saveReplyEnd(db.prisma, db.sql, direct!.id, end)).toBe(0);
+    expect(await saveReplyEnd(db.prisma, null, viaPrisma!.id, end)).toBe(0);
+    expect(await read(direct!.id)).toEqual(direct);
+    expect(await saveReplyEnd(db.prisma, db.sql, uuid7(), end)).toBe(0);
+  });
+
+  it('titles an untitled conversation once, on either path', async () => {
+    for (const sql of [db.sql, null]) {
+      const conversation = await db.prisma.conversation.create({ data: { userId: 'alice' } });
+      await setTitleIfUntitled(db.prisma, sql, conversation.id, 'Weekend in Lisbon');
+      await setTitleIfUntitled(db.prisma, sql, conversation.id, 'Something else');
+      const row = await db.prisma.conversation.findUniqueOrThrow({ where: { id: conversation.id } });
+      expect(row.title).toBe('Weekend in Lisbon');
+      expect(row.updatedAt.getTime()).toBeGreaterThan(conversation.updatedAt.getTime() - 1);
+    }
+  });
+
+  it("reads a user's settings as Prisma does, with and without a saved row", async () => {
+    const config = loadConfig({ LLM_API_URL: 'http://127.0.0.1:9/v1', LLM_MODEL: 'gpt-default' });
+    const options = { presets: modelPresets(config), secrets: new SecretBox(Buffer.alloc(32, 7)), allowCustomBaseUrl: true, maxSystemPromptChars: 1000 };
+    const [direct, viaPrisma] = [new UserConfigService(db.prisma, db.sql, options), new UserConfigService(db.prisma, null, options)];
+    const viewer = { userId: `settings-${uuid7()}` };
+    expect(await direct.get(viewer)).toEqual(await viaPrisma.get(viewer));
+    await direct.update(viewer, { model: 'gpt-mine', baseUrl: 'http://127.0.0.1:9/custom', apiKey: 'sk-secret', maxTokens: 321, temperature: 0.35, systemPrompt: 'Be brief.', contextTokens: 4096 });
+    const [fromDirect, fromPrisma] = [await direct.modelSettings(viewer, {}), await viaPrisma.modelSettings(viewer, {})];
+    expect(fromDirect).toEqual(fromPrisma);
+    expect(fromDirect).toMatchObject({ model: 'gpt-mine', baseUrl: 'http://127.0.0.1:9/custom', apiKey: 'sk-secret', maxTokens: 321, temperature: 0.35, systemPrompt: 'Be brief.', contextTokens: 4096 });
+    expect(await direct.get(viewer)).toEqual(await viaPrisma.get(viewer));
   });
 });

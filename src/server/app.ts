@@ -81,7 +81,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     : new MemoryBroker(config.STREAM_REPLAY_TTL_S * 1000);
   const presets = modelPresets(config);
   const encryptionKey = config.CONFIG_ENCRYPTION_KEY ? encryptionKeyBytes(config.CONFIG_ENCRYPTION_KEY) : undefined;
-  const userConfigs = new UserConfigService(db.prisma, {
+  const userConfigs = new UserConfigService(db.prisma, db.sql, {
     presets,
     secrets: encryptionKey ? new SecretBox(encryptionKey) : undefined,
     allowCustomBaseUrl: config.ALLOW_CUSTOM_BASE_URL,
@@ -89,6 +89,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   });
   const chat = new ChatService(
     db.prisma,
+    db.sql,
     broker,
     userConfigs,
     cache,
@@ -99,7 +100,6 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
       maxContentChars: config.MAX_CONTENT_CHARS,
       model: { timeoutMs: config.LLM_TIMEOUT_MS, idleTimeoutMs: config.LLM_IDLE_TIMEOUT_MS, maxRetries: config.LLM_MAX_RETRIES },
       singleInstance: !redis,
-      provider: db.provider,
     },
     logger,
   );

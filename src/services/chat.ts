@@ -4,8 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { Viewer } from '../auth.ts';
-import type { Db } from '../db/client.ts';
-import type { DatabaseProvider } from '../db/provider.ts';
+import type { Db, DirectSql } from '../db/client.ts';
 import { Prisma, type Message } from '../generated/prisma/sqlite/client.ts';
 import type { HistoryCache } from '../cache/history-cache.ts';
 import { notFound } from '../graphql/errors.ts';
@@ -17,6 +16,7 @@ import { abortable } from '../streaming/abortable.ts';
 import { followMessage, SilenceClock, type FinishedMessage, type FollowedEvent } from '../streaming/follow.ts';
 import { buildContext } from './chat-context.ts';
 import { parseInput } from './input.ts';
+import { saveReplyEnd, setTitleIfUntitled, type ReplyEnd } from './reply-end.ts';
 import { saveExchange, type SavedExchange } from './exchange.ts';
 import { maxTokensSchema, modelNameSchema, temperatureSchema, type ModelSettings, type UserConfigService } from './user-config.ts';
 
@@ -26,7 +26,6 @@ export interface ChatOptions {
   maxEvents: number;
   maxContentChars: number;
   model: ModelClientOptions;
-  provider: DatabaseProvider;
   /** Without a shared broker no other instance can own a reply: recover all at start. */
   singleInstance: boolean;
 }
@@ -77,6 +76,8 @@ export class ChatService {
 
   constructor(
     private readonly db: Db,
+    /** PostgreSQL: the statements every reply runs skip Prisma. */
+    private readonly sql: DirectSql | null,
     private readonly broker: StreamBroker,
     private readonly userConfigs: UserConfigService,
     private readonly cache: HistoryCache,
@@ -120,7 +121,7 @@ export class ChatService {
     settingsRead.catch(() => {});
     let created: SendResult;
     const save = () =>
-      saveExchange(this.db, this.options.provider, {
+      saveExchange(this.db, this.sql, {
         userId: viewer.userId,
         conversationId: input.conversationId ?? null,
         content: input.content,
@@ -342,22 +343,17 @@ export class ChatService {
     }
     // What subscribers saw; else what this instance generated; else the last checkpoint.
     const content = logged ?? owner.content;
-    const { count } = await this.cache.writing(owner.userId, owner.conversationId, () =>
-      this.db.message.updateMany({
-        where: { id: messageId, status: 'STREAMING' },
-        data: {
-          status: outcome.status,
-          content,
-          error: outcome.error ?? null,
-          finishReason: outcome.finishReason ?? null,
-          ...(outcome.model ? { model: outcome.model } : {}),
-          ...(local?.metadata ? { metadata: local.metadata } : {}),
-          ...(outcome.promptTokens != null ? { promptTokens: outcome.promptTokens } : {}),
-          completionTokens: outcome.completionTokens ?? countTokens(content),
-          leaseExpiresAt: null,
-        },
-      }),
-    );
+    const end: ReplyEnd = {
+      status: outcome.status,
+      content,
+      error: outcome.error ?? null,
+      finishReason: outcome.finishReason ?? null,
+      model: outcome.model ?? null,
+      metadata: local?.metadata ?? null,
+      promptTokens: outcome.promptTokens ?? null,
+      completionTokens: outcome.completionTokens ?? countTokens(content),
+    };
+    const count = await this.cache.writing(owner.userId, owner.conversationId, () => saveReplyEnd(this.db, this.sql, messageId, end));
     if (count === 0 && !sealed) return false;
     const saved = count === 1 ? { status: outcome.status, error: outcome.error ?? null } : await this.db.message.findUnique({ where: { id: messageId }, select: { status: true, error: true } });
     if (!saved && local) {
@@ -400,7 +396,9 @@ export class ChatService {
    * else: a foreign or missing id is NOT_FOUND and yields nothing.
    */
   async follow(viewer: Viewer, messageId: string, afterSeq: number, shutdown: AbortSignal): Promise<AsyncGenerator<FollowedEvent>> {
-    const message = await this.db.message.findFirst({ where: { id: messageId, userId: viewer.userId }, select: { status: true, error: true, content: true } });
+    const message = this.sql
+      ? (await this.sql.query<FinishedMessage>('parley_follow_message', `SELECT "status"::text AS "status", "error", "content" FROM "Message" WHERE "id" = $1 AND "userId" = $2`, [messageId, viewer.userId])).rows[0]
+      : await this.db.message.findFirst({ where: { id: messageId, userId: viewer.userId }, select: { status: true, error: true, content: true } });
     if (!message) throw notFound('message');
     return abortable(
       (signal) =>
@@ -510,7 +508,7 @@ export class ChatService {
     }
     title = cleanTitle(title) || cleanTitle(input.split(/\s+/).slice(0, 6).join(' '));
     if (!title) return;
-    await this.db.conversation.updateMany({ where: { id: conversationId, title: null }, data: { title } });
+    await setTitleIfUntitled(this.db, this.sql, conversationId, title);
   }
 
   /** Ends every local generation as INTERRUPTED, saving what was published. */

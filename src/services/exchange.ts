@@ -1,8 +1,7 @@
 // Saves what sendMessage writes: positions for two messages in the conversation, the user's
 // message and a STREAMING assistant message, all or nothing.
 import { randomBytes } from 'node:crypto';
-import type { Db } from '../db/client.ts';
-import type { DatabaseProvider } from '../db/provider.ts';
+import type { Db, DirectSql } from '../db/client.ts';
 import { Prisma, type Conversation, type Message } from '../generated/prisma/sqlite/client.ts';
 import { notFound } from '../graphql/errors.ts';
 import { reserveSeqs } from './sequence.ts';
@@ -25,8 +24,9 @@ export interface SavedExchange {
   assistantMessage: Message;
 }
 
-export function saveExchange(db: Db, provider: DatabaseProvider, exchange: Exchange): Promise<SavedExchange> {
-  return provider === 'postgresql' ? saveInOneStatement(db, exchange) : saveInTransaction(db, exchange);
+/** `sql` is there on PostgreSQL only. */
+export function saveExchange(db: Db, sql: DirectSql | null, exchange: Exchange): Promise<SavedExchange> {
+  return sql ? saveInOneStatement(sql, exchange) : saveInTransaction(db, exchange);
 }
 
 export async function saveInTransaction(db: Db, exchange: Exchange): Promise<SavedExchange> {
@@ -69,7 +69,7 @@ export async function saveInTransaction(db: Db, exchange: Exchange): Promise<Sav
  * transaction took about four times as long. Columns Prisma would fill are filled here the same
  * way; a test compares the rows with what the Prisma path writes.
  */
-export async function saveInOneStatement(db: Db, exchange: Exchange): Promise<SavedExchange> {
+export async function saveInOneStatement(sql: DirectSql, exchange: Exchange): Promise<SavedExchange> {
   const { userId, content, tokenCount, clientMessageId } = exchange;
   const settings = await exchange.settings;
   const now = new Date();
@@ -79,22 +79,24 @@ export async function saveInOneStatement(db: Db, exchange: Exchange): Promise<Sa
   const [userMessageId, assistantMessageId] = [uuid7(), uuid7()];
   // The conversation's row: a new one, or the user's existing one with two more positions (its
   // row lock queues concurrent senders).
-  const conversationStep =
+  const [name, conversationStep] =
     exchange.conversationId === null
-      ? Prisma.sql`INSERT INTO "Conversation" ("id", "userId", "lastSeq", "createdAt", "updatedAt") VALUES (${conversationId}, ${userId}, 2, ${now}, ${now})`
-      : Prisma.sql`UPDATE "Conversation" SET "lastSeq" = "lastSeq" + 2, "updatedAt" = ${now} WHERE "id" = ${conversationId} AND "userId" = ${userId}`;
-  const rows = await db.$queryRaw<Pick<Conversation, 'title' | 'archived' | 'lastSeq' | 'createdAt'>[]>`
+      ? ['parley_send_new', `INSERT INTO "Conversation" ("id", "userId", "lastSeq", "createdAt", "updatedAt") VALUES ($1, $2, 2, $3, $3)`]
+      : ['parley_send', `UPDATE "Conversation" SET "lastSeq" = "lastSeq" + 2, "updatedAt" = $3 WHERE "id" = $1 AND "userId" = $2`];
+  const text = `
     WITH c AS (
       ${conversationStep}
       RETURNING "title", "archived", "lastSeq", "createdAt"
     ), u AS (
       INSERT INTO "Message" ("id", "conversationId", "userId", "seq", "role", "content", "tokenCount", "status", "clientMessageId", "createdAt", "updatedAt")
-      SELECT ${userMessageId}, ${conversationId}, ${userId}, c."lastSeq" - 1, 'USER'::"Role", ${content}, ${tokenCount}::int, 'COMPLETE'::"MessageStatus", ${clientMessageId}::varchar, ${now}, ${now} FROM c
+      SELECT $4, $1, $2, c."lastSeq" - 1, 'USER'::"Role", $5, $6::int, 'COMPLETE'::"MessageStatus", $7::varchar, $3, $3 FROM c
     ), a AS (
       INSERT INTO "Message" ("id", "conversationId", "userId", "seq", "role", "content", "status", "model", "leaseExpiresAt", "metadata", "createdAt", "updatedAt")
-      SELECT ${assistantMessageId}, ${conversationId}, ${userId}, c."lastSeq", 'ASSISTANT'::"Role", '', 'STREAMING'::"MessageStatus", ${settings.model}, ${leaseExpiresAt}, ${JSON.stringify(metadata)}::jsonb, ${now}, ${now} FROM c
+      SELECT $8, $1, $2, c."lastSeq", 'ASSISTANT'::"Role", '', 'STREAMING'::"MessageStatus", $9, $10, $11::jsonb, $3, $3 FROM c
     )
-    SELECT "title", "archived", "lastSeq", "createdAt" FROM c`.catch((error: unknown) => {
+    SELECT "title", "archived", "lastSeq", "createdAt" FROM c`;
+  const values = [conversationId, userId, now, userMessageId, content, tokenCount, clientMessageId, assistantMessageId, settings.model, leaseExpiresAt, JSON.stringify(metadata)];
+  const { rows } = await sql.query<Pick<Conversation, 'title' | 'archived' | 'lastSeq' | 'createdAt'>>(name, text, values).catch((error: unknown) => {
     throw asUniqueViolation(error);
   });
   const conversation = rows[0];
@@ -107,10 +109,11 @@ export async function saveInOneStatement(db: Db, exchange: Exchange): Promise<Sa
   };
 }
 
-/** A raw query's unique violation, reported the way Prisma reports one from a model query. */
+/** A unique violation from PostgreSQL, reported the way Prisma reports one from a model query. */
 function asUniqueViolation(error: unknown): unknown {
-  if (error instanceof Prisma.PrismaClientKnownRequestError && /23505|unique/i.test(JSON.stringify(error.meta ?? {}) + error.message)) {
-    return new Prisma.PrismaClientKnownRequestError(error.message, { code: 'P2002', clientVersion: error.clientVersion, meta: error.meta });
+  if ((error as { code?: unknown } | null)?.code === '23505') {
+    const { message, constraint } = error as { message: string; constraint?: string };
+    return new Prisma.PrismaClientKnownRequestError(message, { code: 'P2002', clientVersion: Prisma.prismaVersion.client, meta: { constraint } });
   }
   return error;
 }

@@ -2,7 +2,7 @@
 // The user's own API key is stored sealed and only ever used to call the model.
 import { z } from 'zod';
 import type { Viewer } from '../auth.ts';
-import type { Db } from '../db/client.ts';
+import type { Db, DirectSql } from '../db/client.ts';
 import type { UserConfig as UserConfigRow } from '../generated/prisma/sqlite/client.ts';
 import { badInput } from '../graphql/errors.ts';
 import type { ModelPresets } from '../llm/presets.ts';
@@ -53,6 +53,8 @@ export class UserConfigService {
 
   constructor(
     private readonly db: Db,
+    /** PostgreSQL: the settings read of every sendMessage skips Prisma. */
+    private readonly sql: DirectSql | null,
     private readonly options: UserConfigOptions,
   ) {
     this.updateSchema = z.object({
@@ -72,7 +74,15 @@ export class UserConfigService {
     });
   }
 
-  private row(viewer: Viewer): Promise<UserConfigRow | null> {
+  private async row(viewer: Viewer): Promise<UserConfigRow | null> {
+    if (this.sql) {
+      const { rows } = await this.sql.query<UserConfigRow>(
+        'parley_user_config',
+        `SELECT "userId", "presetId", "model", "baseUrl", "apiKeyEncrypted", "maxTokens", "temperature", "systemPrompt", "contextTokens", "createdAt", "updatedAt" FROM "UserConfig" WHERE "userId" = $1`,
+        [viewer.userId],
+      );
+      return rows[0] ?? null;
+    }
     return this.db.userConfig.findUnique({ where: { userId: viewer.userId } });
   }
 
