@@ -1,6 +1,7 @@
 // The fast path for known queries must answer byte for byte what Yoga answers, for every user,
-// and leave everything it cannot answer identically (errors, mutations, other content types) to
-// Yoga. Requests here are plain JSON POSTs, as curl or a hand-written client sends them.
+// and leave everything it cannot answer identically (errors, other content types) to Yoga. A
+// mutation runs once, whichever path answers.
+// Requests here are plain JSON POSTs, as curl or a hand-written client sends them.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startParley, tokenFor, TEST_JWT_SECRET, type TestServer } from './support/parley.ts';
 
@@ -96,15 +97,64 @@ describe.each(['sqlite', 'postgresql'] as const)('the fast path for known querie
     }
   });
 
-  it('hands mutations and mixed documents to Yoga, which runs them once', async () => {
-    const add = { query: 'mutation($i: AddMessageInput!) { addMessage(input: $i) { id content } }', variables: { i: { conversationId, role: 'USER', content: 'once' } } };
+  const historyContents = async () => {
+    const history = JSON.parse((await post({ query: 'query($id: ID!) { history(conversationId: $id, limit: 100) { content } }', variables: { id: conversationId } }, asUser(alice))).body);
+    return history.data.history.map((m: { content: string }) => m.content) as string[];
+  };
+  const add = (content: string, id: string = conversationId) => ({ query: 'mutation($i: AddMessageInput!) { addMessage(input: $i) { content role conversation { id } } }', variables: { i: { conversationId: id, role: 'USER', content } } });
+
+  it('answers mutations as Yoga does, and runs each once', async () => {
     const answered = server.app.fastQueryCounts.answered;
-    const first = JSON.parse((await post(add, asUser(alice))).body);
-    const second = JSON.parse((await post({ ...add, query: `${add.query} query Q { __typename }`, operationName: undefined }, asUser(alice))).body);
+    const fast = await post(add('fast once'), asUser(alice));
+    expect(server.app.fastQueryCounts.answered).toBe(answered + 1);
+    const yoga = await viaYoga(add('yoga once'), asUser(alice));
+    expect(server.app.fastQueryCounts.answered).toBe(answered + 1);
+    expect(fast).toEqual({ ...yoga, contentType: 'application/json; charset=utf-8', body: yoga.body.replace('yoga once', 'fast once') });
+    const contents = await historyContents();
+    expect(contents.filter((c) => c === 'fast once')).toHaveLength(1);
+    expect(contents.filter((c) => c === 'yoga once')).toHaveLength(1);
+  });
+
+  it('hands a mutation that failed to Yoga with its result, so what it wrote is not written twice', async () => {
+    const missing = '01a1e9c2-0000-7000-8000-000000000000';
+    // The first field writes, the second fails: Yoga must answer with both, without running either again.
+    const twoFields = {
+      query: 'mutation($a: AddMessageInput!, $b: AddMessageInput!) { a: addMessage(input: $a) { content } b: addMessage(input: $b) { content } }',
+      variables: { a: add('written before the failure').variables.i, b: add('never', missing).variables.i },
+    };
+    const answered = server.app.fastQueryCounts.answered;
+    const fast = await post(twoFields, asUser(alice));
     expect(server.app.fastQueryCounts.answered).toBe(answered);
-    expect(first.data.addMessage.content).toBe('once');
-    expect(second.errors[0].message).toMatch(/could not determine what operation/i);
-    const history = JSON.parse((await post({ query: 'query($id: ID!) { history(conversationId: $id, limit: 50) { content } }', variables: { id: conversationId } }, asUser(alice))).body);
-    expect(history.data.history.filter((m: { content: string }) => m.content === 'once')).toHaveLength(1);
+    const yoga = await viaYoga(twoFields, asUser(alice));
+    expect(fast.status).toBe(yoga.status);
+    expect(fast.body).toBe(yoga.body);
+    // addMessage is non-null, so the failure of `b` nulls the whole answer although `a` wrote.
+    expect(JSON.parse(fast.body)).toMatchObject({ data: null, errors: [{ path: ['b'], locations: [{ line: 1 }], extensions: { code: 'NOT_FOUND' } }] });
+    for (const request of [add('to a missing conversation', missing), add('from bob')]) {
+      const [plain, viaYogaOnly] = [await post(request, asUser(bob)), await viaYoga(request, asUser(bob))];
+      expect(plain).toEqual(viaYogaOnly);
+      expect(JSON.parse(plain.body).errors[0].extensions.code).toBe('NOT_FOUND');
+    }
+    expect(server.app.fastQueryCounts.answered).toBe(answered);
+    // Once by the fast path's request, once by the Yoga request: never a third time.
+    expect((await historyContents()).filter((c) => c === 'written before the failure')).toHaveLength(2);
+  });
+
+  it('leaves mutations with bad variables, bad tokens, or no operation chosen to Yoga, and writes nothing', async () => {
+    const cases: [unknown, Record<string, string>][] = [
+      [{ ...add('bad variables'), variables: { i: { conversationId, role: 'NOPE', content: 'bad variables' } } }, asUser(alice)],
+      [{ ...add('no variables'), variables: {} }, asUser(alice)],
+      [add('bad token'), { authorization: 'Bearer not-a-token' }],
+      [{ ...add('mixed'), query: `${add('mixed').query} query Q { __typename }` }, asUser(alice)],
+    ];
+    const answered = server.app.fastQueryCounts.answered;
+    for (const [body, headers] of cases) {
+      const [plain, yoga] = [await post(body, headers), await viaYoga(body, headers)];
+      expect(plain.status, JSON.stringify(body)).toBe(yoga.status);
+      expect(plain.body, JSON.stringify(body)).toBe(yoga.body);
+      expect(plain.status === 200 ? JSON.parse(plain.body).errors : 'not 200', JSON.stringify(body)).toBeDefined();
+    }
+    expect(server.app.fastQueryCounts.answered).toBe(answered);
+    expect((await historyContents()).filter((c) => ['bad variables', 'no variables', 'bad token', 'mixed'].includes(c))).toEqual([]);
   });
 });

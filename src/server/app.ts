@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import { PothosValidationError } from '@pothos/core';
-import { GraphQLError, type ExecutionArgs } from 'graphql';
+import { GraphQLError, type ExecutionArgs, type ExecutionResult } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, maskError as yogaMaskError, type YogaInitialContext } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
@@ -28,7 +28,7 @@ import { UserConfigService } from '../services/user-config.ts';
 import type { StreamBroker } from '../streaming/events.ts';
 import { MemoryBroker } from '../streaming/memory-broker.ts';
 import { RedisBroker } from '../streaming/redis-broker.ts';
-import { acceptsPlainJson, FastQueries } from './fast-queries.ts';
+import { acceptsPlainJson, FastQueries, useExecutedResult } from './fast-queries.ts';
 import { useSharedSubscriptionEvents } from './shared-subscription-events.ts';
 
 export const GRAPHQL_PATH = '/graphql';
@@ -52,7 +52,8 @@ export interface App {
   readonly fastQueryCounts: { readonly answered: number; readonly declined: number };
 }
 
-type ServerContext = { req?: IncomingMessage; res?: ServerResponse; viewer?: Viewer };
+/** `executedResult`: a mutation the fast path already ran (see `useExecutedResult`). */
+type ServerContext = { req?: IncomingMessage; res?: ServerResponse; viewer?: Viewer; executedResult?: ExecutionResult };
 
 export async function buildApp(config: Config, options: AppOptions = {}): Promise<App> {
   const logger = options.logger ?? createLogger(config.LOG_LEVEL);
@@ -136,6 +137,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     },
     plugins: [
       useSharedSubscriptionEvents(),
+      useExecutedResult(),
       EnvelopArmorPlugin({
         maxDepth: { n: 12 },
         costLimit: { maxCost: 20_000 },
@@ -171,14 +173,14 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     contextFor,
   });
 
-  /** Hands a request whose body was already read to Yoga. */
-  async function answerWithYoga(req: IncomingMessage, res: ServerResponse, body: string): Promise<void> {
+  /** Hands a request whose body was already read to Yoga, with the result if it already ran. */
+  async function answerWithYoga(req: IncomingMessage, res: ServerResponse, body: string, executedResult?: ExecutionResult): Promise<void> {
     const headers = new yoga.fetchAPI.Headers();
     for (const [name, value] of Object.entries(req.headers)) {
       if (value !== undefined && name !== 'content-length') headers.set(name, Array.isArray(value) ? value.join(', ') : value);
     }
     const request = new yoga.fetchAPI.Request(`http://${req.headers.host ?? 'localhost'}${req.url}`, { method: 'POST', headers, body });
-    const response = await yoga.handleRequest(request, { req, res } as ServerContext & YogaInitialContext);
+    const response = await yoga.handleRequest(request, { req, res, executedResult } as ServerContext & YogaInitialContext);
     const answer = Buffer.from(await response.arrayBuffer());
     const out: Record<string, string> = {};
     response.headers.forEach((value, name) => (out[name] = value));
@@ -202,8 +204,9 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
       if (req.url === GRAPHQL_PATH && req.headers['content-type']?.startsWith('application/json') && acceptsPlainJson(req)) {
         const body = await readBody(req);
         if (body === null) return;
-        if (await fastQueries.answer(req, res, body)) return;
-        return answerWithYoga(req, res, body);
+        const fast = await fastQueries.answer(req, res, body);
+        if (fast.answered) return;
+        return answerWithYoga(req, res, body, fast.executed);
       }
     }
     return yoga(req, res);

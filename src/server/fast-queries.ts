@@ -1,13 +1,15 @@
-// Answers read-only operations that Parley has already seen and validated without going through
-// Yoga's request pipeline (Fetch API objects, envelop hooks, content negotiation), which cost more
-// than the work of a cached `history` read. Only what is certainly identical takes this path: a
-// JSON POST that accepts plain JSON, a document that is nothing but queries and passed Yoga's own
-// parse and validation (with the armor limits) once, a valid token, and a result without errors.
-// Everything else, including every error, is answered by Yoga, so error formats, masking and
-// status codes stay Yoga's. Queries have no side effects, so running one again there is safe.
+// Answers operations that Parley has already seen and validated without going through Yoga's
+// request pipeline (Fetch API objects, envelop hooks, content negotiation), which cost more than
+// the work of a cached `history` read, and a third of a `sendMessage`. Only what is certainly
+// identical takes this path: a JSON POST that accepts plain JSON, a document of queries and
+// mutations that passed Yoga's own parse and validation (with the armor limits) once, a valid
+// token, and a result without errors. Every error is answered by Yoga, so error formats, masking
+// and status codes stay Yoga's. A query that failed simply runs again there. A mutation never
+// does: once it has run, Yoga is handed its result in place of executing it (`useExecutedResult`).
 // Operations run compiled by graphql-jit: planned once per document, not at every request.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Kind, type DocumentNode, type GraphQLSchema } from 'graphql';
+import { execute, GraphQLError, Kind, type DocumentNode, type ExecutionResult, type GraphQLSchema, type OperationDefinitionNode } from 'graphql';
+import type { Plugin } from 'graphql-yoga';
 import type { CompiledQuery } from 'graphql-jit';
 import type { Viewer } from '../auth.ts';
 import type { Context } from '../graphql/context.ts';
@@ -37,60 +39,119 @@ export function acceptsPlainJson(req: IncomingMessage): boolean {
   return false;
 }
 
+/** What became of a request: answered here, or left to Yoga, with the result of a mutation that ran. */
+export type FastAnswer = { answered: true } | { answered: false; executed?: ExecutionResult };
+
+/** Context key under which Yoga finds the result of a mutation the fast path already ran. */
+interface ExecutedContext {
+  executedResult?: ExecutionResult;
+}
+
+/**
+ * Yoga plugin: when the server context carries the result of a mutation the fast path ran, that
+ * result takes the place of execution. The other plugins' hooks still run around it, so errors
+ * are masked and formatted exactly as if Yoga had run the mutation itself.
+ */
+export function useExecutedResult(): Plugin<ExecutedContext> {
+  return {
+    onExecute({ args, setExecuteFn }) {
+      const executed = args.contextValue.executedResult;
+      if (executed) setExecuteFn(() => executed);
+    },
+  };
+}
+
 export class FastQueries {
-  // Query text → its parsed and validated document, or null: not a read-only operation Parley can
-  // answer here.
+  // Operation text → its parsed and validated document, or null: not a document of queries and
+  // mutations that Parley can answer here.
   private readonly documents = new Map<string, DocumentNode | null>();
   /** Requests answered here, and requests handed on to Yoga. */
   readonly counts = { answered: 0, declined: 0 };
 
   constructor(private readonly options: FastQueryOptions) {}
 
-  /** Answers the request and returns true, or returns false without writing anything. */
-  async answer(req: IncomingMessage, res: ServerResponse, body: string): Promise<boolean> {
-    const answered = await this.tryAnswer(req, res, body).catch(() => false);
-    this.counts[answered ? 'answered' : 'declined']++;
-    return answered;
+  /** Answers the request, or leaves it to Yoga without writing anything. */
+  async answer(req: IncomingMessage, res: ServerResponse, body: string): Promise<FastAnswer> {
+    const answer = await this.tryAnswer(req, res, body).catch((): FastAnswer => ({ answered: false }));
+    this.counts[answer.answered ? 'answered' : 'declined']++;
+    return answer;
   }
 
-  private async tryAnswer(req: IncomingMessage, res: ServerResponse, body: string): Promise<boolean> {
+  private async tryAnswer(req: IncomingMessage, res: ServerResponse, body: string): Promise<FastAnswer> {
+    const declined: FastAnswer = { answered: false };
     let params: Params;
     try {
       params = JSON.parse(body) as Params;
     } catch {
-      return false;
+      return declined;
     }
-    if (typeof params !== 'object' || params === null || typeof params.query !== 'string' || params.extensions != null) return false;
+    if (typeof params !== 'object' || params === null || typeof params.query !== 'string' || params.extensions != null) return declined;
     const { variables, operationName } = params;
-    if (variables != null && (typeof variables !== 'object' || Array.isArray(variables))) return false;
-    if (operationName != null && typeof operationName !== 'string') return false;
+    if (variables != null && (typeof variables !== 'object' || Array.isArray(variables))) return declined;
+    if (operationName != null && typeof operationName !== 'string') return declined;
     const operation = this.operation(params.query, operationName as string | null | undefined);
-    if (!operation) return false;
+    if (!operation) return declined;
     let viewer: Viewer;
     try {
       viewer = await this.options.authenticate(req.headers.authorization);
     } catch {
-      return false;
+      return declined;
     }
-    const result = await operation.query(undefined, this.options.contextFor(viewer), variables as Record<string, unknown> | null | undefined);
-    if (result.errors || res.headersSent) return false;
-    const json = JSON.stringify(result);
-    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json) });
-    res.end(json);
-    return true;
+    const context = this.options.contextFor(viewer);
+    const vars = variables as Record<string, unknown> | null | undefined;
+    if (!operation.mutation) {
+      const result = await operation.compiled.query(undefined, context, vars);
+      if (result.errors || res.headersSent) return declined;
+      return this.send(res, JSON.stringify(result));
+    }
+    // From here on the mutation may have written: whatever happens, it is not run a second time.
+    // It runs on graphql-js' executor, not graphql-jit, so that a failure handed to Yoga reads as
+    // Yoga's own (error locations, key order); a mutation's selection is small.
+    let result: ExecutionResult;
+    try {
+      result = await execute({ schema: this.options.schema, document: operation.document, operationName: operationName as string | null | undefined, contextValue: context, variableValues: vars });
+    } catch (error) {
+      result = { data: null, errors: [error instanceof GraphQLError ? error : new GraphQLError('the operation failed', { originalError: error as Error })] };
+    }
+    // Errors without a path (variables that do not coerce) come before any resolver ran: Yoga
+    // runs the operation itself and reports them in graphql-js' words.
+    if (result.errors?.every((error) => !error.path) && result.data == null) return declined;
+    if (result.errors || res.headersSent) return { answered: false, executed: result };
+    let json: string;
+    try {
+      json = JSON.stringify(result);
+    } catch {
+      return { answered: false, executed: result };
+    }
+    return this.send(res, json);
   }
 
-  private operation(query: string, operationName: string | null | undefined): CompiledQuery | null {
+  private send(res: ServerResponse, json: string): FastAnswer {
+    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json) });
+    res.end(json);
+    return { answered: true };
+  }
+
+  private operation(query: string, operationName: string | null | undefined): { document: DocumentNode; compiled: CompiledQuery; mutation: boolean } | null {
     let document = this.documents.get(query);
     if (document === undefined) {
       const parsed = this.options.prepare(query);
-      const readOnly = parsed?.definitions.every((d) => d.kind === Kind.FRAGMENT_DEFINITION || (d.kind === Kind.OPERATION_DEFINITION && d.operation === 'query'));
-      document = parsed && readOnly ? parsed : null;
+      const supported = parsed?.definitions.every((d) => d.kind === Kind.FRAGMENT_DEFINITION || (d.kind === Kind.OPERATION_DEFINITION && d.operation !== 'subscription'));
+      document = parsed && supported ? parsed : null;
       // Bounded: a client sending endless distinct documents only evicts the oldest.
       if (this.documents.size >= (this.options.maxDocuments ?? 1000)) this.documents.delete(this.documents.keys().next().value!);
       this.documents.set(query, document);
     }
+    if (!document) return null;
     // Null for an unknown or ambiguous operation name: Yoga then reports it.
-    return document ? compiledOperation(this.options.schema, document, operationName) : null;
+    const compiled = compiledOperation(this.options.schema, document, operationName);
+    const definition = selectedOperation(document, operationName);
+    return compiled && definition ? { document, compiled, mutation: definition.operation === 'mutation' } : null;
   }
+}
+
+function selectedOperation(document: DocumentNode, operationName: string | null | undefined): OperationDefinitionNode | undefined {
+  const operations = document.definitions.filter((d): d is OperationDefinitionNode => d.kind === Kind.OPERATION_DEFINITION);
+  if (operationName == null) return operations.length === 1 ? operations[0] : undefined;
+  return operations.find((d) => d.name?.value === operationName);
 }
