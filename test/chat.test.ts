@@ -204,6 +204,7 @@ describe('chat on one instance', () => {
       ['a stall between chunks', { tokens: ['partial', ' text', ' never', ' ends'], stallAfter: 2 }, /stalled/, 'partial text'],
       ['no first byte in time', { headersDelayMs: 3000 }, /did not answer/, ''],
       ['a connection reset mid-stream', { tokens: ['cut', ' off', ' here'], resetAfter: 2, delayMs: 5 }, /connection|terminated|reset|closed/i, 'cut off'],
+      ['an error event mid-stream', { tokens: ['half', ' way', ' there'], errorAfter: 2, delayMs: 5 }, /the model reported an error: The server had an error/, 'half way'],
     ] as const)('%s', async (_, script, error, partial) => {
       model.enqueue(script);
       const sent = await send({ content: `fail with ${_}` });

@@ -16,6 +16,8 @@ export interface Script {
   resetAfter?: number;
   /** Answer with this HTTP status and an OpenAI-style error body. */
   status?: number;
+  /** Send this many tokens, then an error event in the stream (as OpenAI does mid-stream), then end. */
+  errorAfter?: number;
   /** false: no usage chunk even when asked for one. */
   usage?: { prompt_tokens: number; completion_tokens: number } | false;
   finishReason?: string;
@@ -136,6 +138,10 @@ export class FakeModel {
     res.write(chunk([choice({ role: 'assistant', content: '', refusal: null })]));
     for (const [i, token] of tokens.entries()) {
       if (script.stallAfter === i) return; // silence, connection left open
+      if (script.errorAfter === i) {
+        res.end(`data: ${JSON.stringify({ error: { message: 'The server had an error while processing your request.', type: 'server_error', param: null, code: null } })}\n\n`);
+        return;
+      }
       if (script.resetAfter === i) {
         // Let the tokens already written reach the client, then cut the connection.
         await sleep(Math.max(20, script.delayMs ?? 0));
