@@ -226,6 +226,34 @@ describe('chat on one instance', () => {
     });
   });
 
+  it('reads a reply to the end of its body after [DONE], reusing the connection, and lets go of a server that holds it open', async () => {
+    /** Sends into one conversation and waits for the reply's end. */
+    const reply = async (conversationId?: string) => {
+      const sent = await send({ content: 'again', conversationId });
+      const client = wsClient(server.graphqlUrl, token);
+      const sub = followWs(client, sent.assistantMessage.id);
+      await sub.done;
+      await client.dispose();
+      return { conversationId: sent.conversation.id, ...assertWellFormed(sub.events) };
+    };
+    const { conversationId } = await reply();
+    await new Promise((resolve) => setTimeout(resolve, 200)); // the first reply's title request
+    const connections = model.connections;
+    for (let i = 0; i < 5; i++) {
+      model.enqueue({ tokens: ['late', ' end'], endAfterDoneMs: 60 });
+      expect((await reply(conversationId)).terminal).toMatchObject({ status: 'COMPLETE' });
+    }
+    // Ending the request at [DONE] would have cut each of these connections: one new one per reply.
+    expect(model.connections - connections).toBeLessThanOrEqual(1);
+
+    model.enqueue({ tokens: ['never', ' ends'], endAfterDoneMs: null });
+    const started = Date.now();
+    const held = await reply(conversationId);
+    expect(held.terminal).toMatchObject({ status: 'COMPLETE', error: null });
+    expect(held.content).toBe('never ends');
+    expect(Date.now() - started).toBeLessThan(4000);
+  });
+
   it('a reply whose conversation is deleted while it streams ends its subscribers with an error', async () => {
     model.enqueue({ tokens: ['going', ' on', ' and', ' on', ' and', ' on'], delayMs: 60 });
     const sent = await send({ content: 'talk for a while' });

@@ -94,6 +94,8 @@ async function* openAiStream(request: CompletionRequest & { baseUrl: string }, s
     controller.abort();
   };
   let watchdog = setTimeout(fire, options.timeoutMs);
+  /** Set at [DONE]: the reply is whole, whatever then happens to the connection. */
+  let finished: CompletionResult | undefined;
   try {
     // The request, its headers, retries and HTTP errors are the client's; the event stream is read
     // here. openai's own reader passes every chunk through four nested async generators, which at
@@ -118,11 +120,16 @@ async function* openAiStream(request: CompletionRequest & { baseUrl: string }, s
     let first = true;
     const reader = response.body.getReader();
     const events = new SseDataReader();
-    let finished = false;
+    let ended = false;
     try {
-      while (!finished) {
+      for (;;) {
         const { done, value } = await reader.read();
-        if (done) break;
+        if (done) {
+          ended = true;
+          break;
+        }
+        // After [DONE] the body is read to its end, so that its connection serves the next request.
+        if (finished) continue;
         if (first) {
           first = false;
           problem = `the model stream stalled: no data for ${options.idleTimeoutMs} ms`;
@@ -131,7 +138,10 @@ async function* openAiStream(request: CompletionRequest & { baseUrl: string }, s
         } else watchdog.refresh();
         for (const data of events.push(value)) {
           if (data === '[DONE]') {
-            finished = true;
+            finished = { finishReason, model, usage };
+            // The body's end normally comes with [DONE]; a server that holds it back is let go.
+            clearTimeout(watchdog);
+            watchdog = setTimeout(() => controller.abort(), DRAIN_AFTER_DONE_MS);
             break;
           }
           const chunk = JSON.parse(data) as StreamChunk;
@@ -145,13 +155,15 @@ async function* openAiStream(request: CompletionRequest & { baseUrl: string }, s
         }
       }
     } finally {
-      if (!finished) void reader.cancel().catch(() => {});
+      if (!ended) void reader.cancel().catch(() => {});
     }
-    // openai's stream ends quietly when aborted: an abort must not pass for the end of the reply.
+    if (finished) return finished;
+    // A body that ended because the request was aborted must not pass for the end of the reply.
     if (controller.signal.aborted) throw signal.aborted ? signal.reason : new ModelError(stalled ?? 'the model stream was cut off');
     return { finishReason, model, usage };
   } catch (error) {
     if (signal.aborted) throw signal.reason;
+    if (finished) return finished;
     if (error instanceof ModelError) throw error;
     throw new ModelError(stalled ?? describe(error));
   } finally {
@@ -160,6 +172,8 @@ async function* openAiStream(request: CompletionRequest & { baseUrl: string }, s
     controller.abort();
   }
 }
+
+const DRAIN_AFTER_DONE_MS = 1000;
 
 interface StreamChunk {
   model?: string;

@@ -18,6 +18,8 @@ export interface Script {
   status?: number;
   /** Send this many tokens, then an error event in the stream (as OpenAI does mid-stream), then end. */
   errorAfter?: number;
+  /** Send [DONE], then end the response this much later (null: never, the connection left open). */
+  endAfterDoneMs?: number | null;
   /** false: no usage chunk even when asked for one. */
   usage?: { prompt_tokens: number; completion_tokens: number } | false;
   finishReason?: string;
@@ -59,6 +61,8 @@ export class FakeModel {
   titleDelayMs = 0;
   openTitleRequests = 0;
   mostOpenTitleRequests = 0;
+  /** TCP connections accepted so far. */
+  connections = 0;
   private readonly sockets = new Set<Socket>();
 
   private constructor(
@@ -72,6 +76,7 @@ export class FakeModel {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     model = new FakeModel(server, `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`);
     server.on('connection', (socket) => {
+      model.connections++;
       model.sockets.add(socket);
       socket.on('close', () => model.sockets.delete(socket));
     });
@@ -158,7 +163,12 @@ export class FakeModel {
       const usage = script.usage ?? { prompt_tokens: 11, completion_tokens: tokens.length };
       res.write(chunk([], { usage: { ...usage, total_tokens: usage.prompt_tokens + usage.completion_tokens } }));
     }
-    res.end('data: [DONE]\n\n');
+    if (script.endAfterDoneMs === undefined) return void res.end('data: [DONE]\n\n');
+    res.write('data: [DONE]\n\n');
+    if (script.endAfterDoneMs !== null) {
+      await sleep(script.endAfterDoneMs);
+      res.end();
+    }
   }
 }
 
