@@ -14,20 +14,21 @@ import { loadConfig } from '../src/config.ts';
 import { modelPresets } from '../src/llm/presets.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 
+// One fresh database with the committed migrations serves every suite in this file.
+let database: TestDatabase;
+let db: Database;
+
+beforeAll(async () => {
+  database = await createTestDatabase('postgresql');
+  await applyMigrations(database.url);
+  db = await openDatabase({ url: database.url, poolSize: 4 });
+});
+afterAll(async () => {
+  await db?.close();
+  await database?.drop();
+});
+
 describe('saving an exchange on PostgreSQL in one statement', () => {
-  let database: TestDatabase;
-  let db: Database;
-
-  beforeAll(async () => {
-    database = await createTestDatabase('postgresql');
-    await applyMigrations(database.url);
-    db = await openDatabase({ url: database.url, poolSize: 4 });
-  });
-  afterAll(async () => {
-    await db?.close();
-    await database?.drop();
-  });
-
   const exchange = (conversationId: string | null, extra: Partial<Exchange> = {}): Exchange => ({
     userId: 'alice',
     conversationId,
@@ -167,19 +168,6 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
 });
 
 describe('the writes and reads every reply runs, on PostgreSQL without Prisma', () => {
-  let database: TestDatabase;
-  let db: Database;
-
-  beforeAll(async () => {
-    database = await createTestDatabase('postgresql');
-    await applyMigrations(database.url);
-    db = await openDatabase({ url: database.url, poolSize: 4 });
-  });
-  afterAll(async () => {
-    await db?.close();
-    await database?.drop();
-  });
-
   /** Two identical STREAMING replies, one for each path. */
   const twoReplies = async (extra: Record<string, unknown> = {}) => {
     const conversation = await db.prisma.conversation.create({ data: { userId: 'alice', lastSeq: 4 } });
