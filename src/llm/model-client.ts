@@ -198,7 +198,7 @@ export class SseDataReader {
     for (;;) {
       const lf = text.indexOf('\n', start);
       const cr = text.indexOf('\r', start);
-      let end = lf === -1 ? cr : cr === -1 ? lf : Math.min(lf, cr);
+      const end = lf === -1 ? cr : cr === -1 ? lf : Math.min(lf, cr);
       // A CR as the last character may be the first half of a CRLF: wait for the next chunk.
       if (end === -1 || (end === cr && end === text.length - 1)) break;
       const line = text.slice(start, end);

@@ -8,7 +8,7 @@
 // does: once it has run, Yoga is handed its result in place of executing it (`useExecutedResult`).
 // Operations run compiled by graphql-jit: planned once per document, not at every request.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { execute, GraphQLError, Kind, type DocumentNode, type ExecutionResult, type GraphQLSchema, type OperationDefinitionNode } from 'graphql';
+import { execute, getOperationAST, GraphQLError, Kind, type DocumentNode, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import type { CompiledQuery } from 'graphql-jit';
 import type { Viewer } from '../auth.ts';
@@ -99,7 +99,7 @@ export class FastQueries {
     }
     const context = this.options.contextFor(viewer);
     const vars = variables as Record<string, unknown> | null | undefined;
-    if (!operation.mutation) {
+    if (operation.compiled) {
       const result = await operation.compiled.query(undefined, context, vars);
       if (result.errors || res.headersSent) return declined;
       return this.send(res, JSON.stringify(result));
@@ -132,7 +132,8 @@ export class FastQueries {
     return { answered: true };
   }
 
-  private operation(query: string, operationName: string | null | undefined): { document: DocumentNode; compiled: CompiledQuery; mutation: boolean } | null {
+  /** The selected operation: a query compiled by graphql-jit, or a mutation (`compiled` null). */
+  private operation(query: string, operationName: string | null | undefined): { document: DocumentNode; compiled: CompiledQuery | null } | null {
     let document = this.documents.get(query);
     if (document === undefined) {
       const parsed = this.options.prepare(query);
@@ -142,16 +143,11 @@ export class FastQueries {
       if (this.documents.size >= (this.options.maxDocuments ?? 1000)) this.documents.delete(this.documents.keys().next().value!);
       this.documents.set(query, document);
     }
-    if (!document) return null;
     // Null for an unknown or ambiguous operation name: Yoga then reports it.
+    const selected = document && getOperationAST(document, operationName);
+    if (!document || !selected) return null;
+    if (selected.operation === 'mutation') return { document, compiled: null };
     const compiled = compiledOperation(this.options.schema, document, operationName);
-    const definition = selectedOperation(document, operationName);
-    return compiled && definition ? { document, compiled, mutation: definition.operation === 'mutation' } : null;
+    return compiled && { document, compiled };
   }
-}
-
-function selectedOperation(document: DocumentNode, operationName: string | null | undefined): OperationDefinitionNode | undefined {
-  const operations = document.definitions.filter((d): d is OperationDefinitionNode => d.kind === Kind.OPERATION_DEFINITION);
-  if (operationName == null) return operations.length === 1 ? operations[0] : undefined;
-  return operations.find((d) => d.name?.value === operationName);
 }
