@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
-import { applyMigrations } from '../src/db/migrate.ts';
+import { applyMigrations } from '../src/store/migrate.ts';
 import { createTestDatabase } from '../test/support/databases.ts';
 import { FakeModel } from '../test/support/fake-model.ts';
 import { REDIS_URL } from '../test/support/redis.ts';

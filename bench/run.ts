@@ -491,7 +491,7 @@ async function main() {
     const db = await createTestDatabase('postgresql');
     databases.push(db);
     // Schema from the committed migrations, as `npm run db:deploy` would.
-    const { applyMigrations } = await import('../src/db/migrate.ts');
+    const { applyMigrations } = await import('../src/store/migrate.ts');
     await applyMigrations(db.url);
     return db;
   };

@@ -4,7 +4,7 @@
 import { build } from 'esbuild';
 
 await build({
-  entryPoints: { main: 'src/server/main.ts', deploy: 'src/db/deploy.ts' },
+  entryPoints: { main: 'src/server/main.ts', deploy: 'src/store/deploy.ts' },
   bundle: true,
   splitting: true,
   format: 'esm',

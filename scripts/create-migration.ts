@@ -9,7 +9,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { applyMigrations } from '../src/db/migrate.ts';
+import { applyMigrations } from '../src/store/migrate.ts';
 import { adapterFactoryFor, diffDatabaseToSchema, openSchemaEngine, type WasmProvider } from './schema-engine.ts';
 
 const name = process.argv[2]?.replace(/[^A-Za-z0-9_]/g, '_');

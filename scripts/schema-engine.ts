@@ -1,7 +1,7 @@
 // Prisma's schema engine, compiled to Wasm, driven through a Prisma driver adapter.
 // The native engine cannot be downloaded on every machine, and the Wasm build only speaks SQLite
 // and PostgreSQL, so this is dev tooling: it writes and checks the SQLite and PostgreSQL
-// migrations. Parley applies migrations at run time with src/db/migrate.ts.
+// migrations. Parley applies migrations at run time with src/store/migrate.ts.
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -11,7 +11,7 @@ import type { SchemaEngine, MigrationList } from '@prisma/schema-engine-wasm';
 import { PrismaLibSql } from '@prisma/adapter-libsql';
 import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
-import { readMigrations } from '../src/db/migrate.ts';
+import { readMigrations } from '../src/store/migrate.ts';
 
 const require = createRequire(import.meta.url);
 

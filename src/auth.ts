@@ -1,7 +1,7 @@
 // Who is asking: `Authorization: Bearer <JWT>` (HS256, AUTH_JWT_SECRET), `sub` = user id.
 // Without a secret Parley is single-user and every caller is `local`.
 import { errors, jwtVerify } from 'jose';
-import { unauthenticated } from './graphql/errors.ts';
+import { unauthenticated } from './errors.ts';
 
 export interface Viewer {
   userId: string;

@@ -1,7 +1,16 @@
 // Parley's configuration: every environment variable it reads, parsed and checked once.
 // A bad value stops the start with one message that lists every bad variable by name.
 import { z } from 'zod';
-import { databaseProvider } from './db/provider.ts';
+
+export type DatabaseProvider = 'sqlite' | 'postgresql' | 'mysql';
+
+/** Which database a DATABASE_URL names, or undefined for an unsupported scheme. */
+export function databaseProvider(url: string): DatabaseProvider | undefined {
+  if (url.startsWith('file:')) return 'sqlite';
+  if (/^postgres(ql)?:\/\//.test(url)) return 'postgresql';
+  if (/^(mysql|mariadb):\/\//.test(url)) return 'mysql';
+  return undefined;
+}
 
 const booleanFlag = z
   .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'], { error: 'must be true or false' })

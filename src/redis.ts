@@ -2,7 +2,6 @@
 // nothing queues up while Redis is away. Outages are logged once, when they start and end.
 import { Redis } from 'ioredis';
 import type { Logger } from './logger.ts';
-import { STREAM_COMMANDS } from './streaming/redis-broker.ts';
 
 export interface RedisConnections {
   /** Commands, Lua scripts and publishes. */
@@ -12,7 +11,13 @@ export interface RedisConnections {
   close(): Promise<void>;
 }
 
-export async function connectRedis(url: string, commandTimeoutMs: number, logger: Logger): Promise<RedisConnections> {
+export interface RedisOptions {
+  commandTimeoutMs: number;
+  /** Commands sent at once rather than pipelined per turn of the event loop (the stream scripts). */
+  unpipelinedCommands: string[];
+}
+
+export async function connectRedis(url: string, { commandTimeoutMs, unpipelinedCommands }: RedisOptions, logger: Logger): Promise<RedisConnections> {
   const connect = (role: string) => {
     const redis = new Redis(url, {
       commandTimeout: commandTimeoutMs,
@@ -20,7 +25,7 @@ export async function connectRedis(url: string, commandTimeoutMs: number, logger
       // Commands issued in the same turn of the event loop (concurrent requests' cache reads) go
       // out as one write: under load that is the largest saving on the server's side of Redis.
       enableAutoPipelining: true,
-      autoPipeliningIgnoredCommands: STREAM_COMMANDS,
+      autoPipeliningIgnoredCommands: unpipelinedCommands,
       maxRetriesPerRequest: 0,
       connectTimeout: Math.max(1000, commandTimeoutMs * 5),
       // Reconnect quickly: the cache and the streams come back as soon as Redis does.

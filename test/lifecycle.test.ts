@@ -1,7 +1,7 @@
 // Replies survive the life of the process that generates them: SIGTERM saves the partial reply
 // and ends every stream; a crash is recovered on the next start.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDatabase } from '../src/db/client.ts';
+import { openDatabase } from '../src/store/database.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { FakeModel } from './support/fake-model.ts';
 import { spawnParley, waitUntilHealthy, type ParleyProcess } from './support/process.ts';

@@ -1,8 +1,8 @@
 // Migrations apply from empty on all three databases, a second run is a no-op, and on SQLite and
 // PostgreSQL Prisma's own schema engine agrees: same bookkeeping, no drift from the schema.
 import { afterAll, describe, expect, it } from 'vitest';
-import { applyMigrations, MigrationError, pendingMigrations, readMigrations } from '../src/db/migrate.ts';
-import { migrationsDir } from '../src/db/provider.ts';
+import { applyMigrations, MigrationError, pendingMigrations, readMigrations } from '../src/store/migrate.ts';
+import { migrationsDir } from '../src/store/migrate.ts';
 import { adapterFactoryFor, diffDatabaseToSchema, migrationList, noFilters, openSchemaEngine } from '../scripts/schema-engine.ts';
 import { ALL_PROVIDERS, createTestDatabase, mysqlAdmin, type TestDatabase } from './support/databases.ts';
 

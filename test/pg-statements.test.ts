@@ -2,12 +2,13 @@
 // instead of an interactive transaction, and message pages read by the window query itself. What
 // they return and write must be exactly what the Prisma model queries give.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDatabase, type Database } from '../src/db/client.ts';
-import { applyMigrations } from '../src/db/migrate.ts';
+import { openDatabase, type Database } from '../src/store/database.ts';
+import { applyMigrations } from '../src/store/migrate.ts';
 import { NoHistoryCache } from '../src/cache/history-cache.ts';
 import { MessagePageLoader } from '../src/services/message-pages.ts';
-import { saveInOneStatement, saveInTransaction, uuid7, type Exchange } from '../src/services/exchange.ts';
-import { saveReplyEnd, setTitleIfUntitled, type ReplyEnd } from '../src/services/reply-end.ts';
+import { PgStore, uuid7 } from '../src/store/pg-store.ts';
+import { PrismaStore } from '../src/store/prisma-store.ts';
+import type { NewExchange as Exchange, ReplyEnd } from '../src/store/store.ts';
 import { UserConfigService } from '../src/services/user-config.ts';
 import { SecretBox } from '../src/services/secrets.ts';
 import { loadConfig } from '../src/config.ts';
@@ -17,11 +18,16 @@ import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 // One fresh database with the committed migrations serves every suite in this file.
 let database: TestDatabase;
 let db: Database;
+// The two adapters of the store on one database: named statements, and Prisma's model queries.
+let pgStore: PgStore;
+let prismaStore: PrismaStore;
 
 beforeAll(async () => {
   database = await createTestDatabase('postgresql');
   await applyMigrations(database.url);
   db = await openDatabase({ url: database.url, poolSize: 4 });
+  pgStore = new PgStore(db.prisma, db.sql!);
+  prismaStore = new PrismaStore(db.prisma, 'postgresql');
 });
 afterAll(async () => {
   await db?.close();
@@ -53,8 +59,8 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
   it('returns exactly the rows it wrote, and writes what the Prisma transaction writes', async () => {
     const [fast, slow] = [await newConversation(), await newConversation()];
     const before = Date.now();
-    const savedFast = await saveInOneStatement(db.sql!, exchange(fast.id, { clientMessageId: 'k1' }));
-    const savedSlow = await saveInTransaction(db.prisma, exchange(slow.id, { clientMessageId: 'k2' }));
+    const savedFast = await pgStore.saveExchange(exchange(fast.id, { clientMessageId: 'k1' }));
+    const savedSlow = await prismaStore.saveExchange(exchange(slow.id, { clientMessageId: 'k2' }));
     const fastRows = await rowsOf(savedFast);
     expect(savedFast).toEqual(fastRows);
     const slowRows = await rowsOf(savedSlow);
@@ -68,8 +74,8 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
   });
 
   it('starts a new conversation the way the Prisma transaction does', async () => {
-    const savedFast = await saveInOneStatement(db.sql!, exchange(null));
-    const savedSlow = await saveInTransaction(db.prisma, exchange(null));
+    const savedFast = await pgStore.saveExchange(exchange(null));
+    const savedSlow = await prismaStore.saveExchange(exchange(null));
     const fastRows = await rowsOf(savedFast);
     expect(savedFast).toEqual(fastRows);
     const slowRows = await rowsOf(savedSlow);
@@ -79,7 +85,7 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
 
   it('hands out distinct positions to concurrent sends', async () => {
     const conversation = await newConversation();
-    const saved = await Promise.all(Array.from({ length: 20 }, () => saveInOneStatement(db.sql!, exchange(conversation.id))));
+    const saved = await Promise.all(Array.from({ length: 20 }, () => pgStore.saveExchange(exchange(conversation.id))));
     const seqs = saved.flatMap((s) => [s.userMessage.seq, s.assistantMessage.seq]).sort((a, b) => a - b);
     expect(seqs).toEqual(Array.from({ length: 40 }, (_, i) => i + 5));
     expect(saved.every((s) => s.assistantMessage.seq === s.userMessage.seq + 1)).toBe(true);
@@ -88,16 +94,16 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
   it("writes nothing to another user's conversation or a missing one, and says NOT_FOUND", async () => {
     const conversation = await newConversation();
     for (const [id, userId] of [[conversation.id, 'mallory'], [uuid7(), 'alice']] as const) {
-      await expect(saveInOneStatement(db.sql!, exchange(id, { userId }))).rejects.toMatchObject({ extensions: { code: 'NOT_FOUND' } });
+      await expect(pgStore.saveExchange(exchange(id, { userId }))).rejects.toMatchObject({ code: 'NOT_FOUND' });
     }
     expect(await db.prisma.message.count({ where: { conversationId: conversation.id } })).toBe(0);
     expect((await db.prisma.conversation.findUniqueOrThrow({ where: { id: conversation.id } })).lastSeq).toBe(4);
   });
 
-  it('reports a reused clientMessageId as the unique violation Prisma reports, and writes nothing', async () => {
+  it('reports a reused clientMessageId as a duplicate key, and writes nothing', async () => {
     const conversation = await newConversation();
-    await saveInOneStatement(db.sql!, exchange(conversation.id, { clientMessageId: 'same' }));
-    await expect(saveInOneStatement(db.sql!, exchange(conversation.id, { clientMessageId: 'same' }))).rejects.toMatchObject({ code: 'P2002' });
+    await pgStore.saveExchange(exchange(conversation.id, { clientMessageId: 'same' }));
+    await expect(pgStore.saveExchange(exchange(conversation.id, { clientMessageId: 'same' }))).rejects.toMatchObject({ name: 'DuplicateKeyError', key: 'clientMessageId' });
     expect(await db.prisma.message.count({ where: { conversationId: conversation.id } })).toBe(2);
     expect((await db.prisma.conversation.findUniqueOrThrow({ where: { id: conversation.id } })).lastSeq).toBe(6);
   });
@@ -113,7 +119,7 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
   it('reads message pages of several conversations in one query, with the rows Prisma reads', async () => {
     const conversations = [await newConversation(), await newConversation(), await newConversation()];
     for (const [i, conversation] of conversations.entries()) {
-      for (let n = 0; n < 4 + i; n++) await saveInOneStatement(db.sql!, exchange(conversation.id, { content: `c${i} n${n}` }));
+      for (let n = 0; n < 4 + i; n++) await pgStore.saveExchange(exchange(conversation.id, { content: `c${i} n${n}` }));
     }
     await db.prisma.message.updateMany({ where: { conversationId: conversations[0]!.id, role: 'ASSISTANT' }, data: { status: 'COMPLETE', finishReason: 'stop', completionTokens: 3, leaseExpiresAt: null, error: 'none', metadata: { nested: { list: [1, 'two', null] } } } });
     const statements: string[] = [];
@@ -121,7 +127,7 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
     try {
       for (const args of [{ last: 3 }, { first: 2 }, { last: 4, before: undefined }]) {
         statements.length = 0;
-        const loader = new MessagePageLoader(counted.prisma, 'postgresql', new NoHistoryCache(50), 'alice');
+        const loader = new MessagePageLoader(counted.store, new NoHistoryCache(50), 'alice');
         const pages = await Promise.all(conversations.map((c) => loader.load(c.id, args)));
         expect(statements).toHaveLength(1);
         for (const [i, page] of pages.entries()) {
@@ -131,9 +137,9 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
           expect(page.pageInfo.hasNextPage || page.pageInfo.hasPreviousPage).toBe(true);
         }
       }
-      const mallory = new MessagePageLoader(counted.prisma, 'postgresql', new NoHistoryCache(50), 'mallory');
+      const mallory = new MessagePageLoader(counted.store, new NoHistoryCache(50), 'mallory');
       expect(await Promise.all(conversations.map((c) => mallory.count(c.id)))).toEqual([0, 0, 0]);
-      const counts = new MessagePageLoader(counted.prisma, 'postgresql', new NoHistoryCache(50), 'alice');
+      const counts = new MessagePageLoader(counted.store, new NoHistoryCache(50), 'alice');
       statements.length = 0;
       expect(await Promise.all(conversations.map((c) => counts.count(c.id)))).toEqual([8, 10, 12]);
       expect(statements).toHaveLength(1);
@@ -142,7 +148,7 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
       // conversation without messages (0).
       const empty = await newConversation();
       const ids = [...conversations.map((c) => c.id), empty.id];
-      const together = new MessagePageLoader(counted.prisma, 'postgresql', new NoHistoryCache(50), 'alice');
+      const together = new MessagePageLoader(counted.store, new NoHistoryCache(50), 'alice');
       statements.length = 0;
       const [pages, totals] = await Promise.all([Promise.all(ids.map((id) => together.load(id, { last: 2 }))), Promise.all(ids.map((id) => together.count(id)))]);
       expect(totals).toEqual([8, 10, 12, 0]);
@@ -153,11 +159,11 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
       }
       // A page after a cursor covers part of each conversation: counts are their own query.
       const cursor = pages[0]!.edges[0]!.cursor;
-      const paged = new MessagePageLoader(counted.prisma, 'postgresql', new NoHistoryCache(50), 'alice');
+      const paged = new MessagePageLoader(counted.store, new NoHistoryCache(50), 'alice');
       const [, partTotals] = await Promise.all([Promise.all(ids.map((id) => paged.load(id, { last: 2, before: cursor }))), Promise.all(ids.map((id) => paged.count(id)))]);
       expect(partTotals).toEqual([8, 10, 12, 0]);
       // Another user asking for both gets neither rows nor counts of alice's conversations.
-      const intruder = new MessagePageLoader(counted.prisma, 'postgresql', new NoHistoryCache(50), 'mallory');
+      const intruder = new MessagePageLoader(counted.store, new NoHistoryCache(50), 'mallory');
       const [foreignPages, foreignTotals] = await Promise.all([Promise.all(ids.map((id) => intruder.load(id, { last: 2 }))), Promise.all(ids.map((id) => intruder.count(id)))]);
       expect(foreignTotals).toEqual([0, 0, 0, 0]);
       expect(foreignPages.flatMap((p) => p.edges)).toEqual([]);
@@ -187,8 +193,8 @@ describe('the writes and reads every reply runs, on PostgreSQL without Prisma', 
   it.each(ends)('saves %s exactly as the Prisma update does', async (_name, end) => {
     const [direct, viaPrisma] = await twoReplies();
     const before = Date.now();
-    expect(await saveReplyEnd(db.prisma, db.sql, direct!.id, end)).toBe(1);
-    expect(await saveReplyEnd(db.prisma, null, viaPrisma!.id, end)).toBe(1);
+    expect(await pgStore.saveReplyEnd(direct!.id, end)).toBe(1);
+    expect(await prismaStore.saveReplyEnd(viaPrisma!.id, end)).toBe(1);
     const [directRow, prismaRow] = [await read(direct!.id), await read(viaPrisma!.id)];
     expect(comparable(directRow)).toEqual(comparable(prismaRow));
     expect(directRow).toMatchObject({ status: end.status, content: end.content, leaseExpiresAt: null, model: end.model ?? 'gpt-start', promptTokens: end.promptTokens ?? 11 });
@@ -198,17 +204,17 @@ describe('the writes and reads every reply runs, on PostgreSQL without Prisma', 
   it('changes nothing once a reply has ended, on either path', async () => {
     const [direct, viaPrisma] = await twoReplies({ status: 'STOPPED', leaseExpiresAt: null });
     const end = ends[0]![1];
-    expect(await saveReplyEnd(db.prisma, db.sql, direct!.id, end)).toBe(0);
-    expect(await saveReplyEnd(db.prisma, null, viaPrisma!.id, end)).toBe(0);
+    expect(await pgStore.saveReplyEnd(direct!.id, end)).toBe(0);
+    expect(await prismaStore.saveReplyEnd(viaPrisma!.id, end)).toBe(0);
     expect(await read(direct!.id)).toEqual(direct);
-    expect(await saveReplyEnd(db.prisma, db.sql, uuid7(), end)).toBe(0);
+    expect(await pgStore.saveReplyEnd(uuid7(), end)).toBe(0);
   });
 
   it('titles an untitled conversation once, on either path', async () => {
-    for (const sql of [db.sql, null]) {
+    for (const store of [pgStore, prismaStore]) {
       const conversation = await db.prisma.conversation.create({ data: { userId: 'alice' } });
-      await setTitleIfUntitled(db.prisma, sql, conversation.id, 'Weekend in Lisbon');
-      await setTitleIfUntitled(db.prisma, sql, conversation.id, 'Something else');
+      await store.setTitleIfUntitled(conversation.id, 'Weekend in Lisbon');
+      await store.setTitleIfUntitled(conversation.id, 'Something else');
       const row = await db.prisma.conversation.findUniqueOrThrow({ where: { id: conversation.id } });
       expect(row.title).toBe('Weekend in Lisbon');
       expect(row.updatedAt.getTime()).toBeGreaterThan(conversation.updatedAt.getTime() - 1);
@@ -218,7 +224,7 @@ describe('the writes and reads every reply runs, on PostgreSQL without Prisma', 
   it("reads a user's settings as Prisma does, with and without a saved row", async () => {
     const config = loadConfig({ LLM_API_URL: 'http://127.0.0.1:9/v1', LLM_MODEL: 'gpt-default' });
     const options = { presets: modelPresets(config), secrets: new SecretBox(Buffer.alloc(32, 7)), allowCustomBaseUrl: true, maxSystemPromptChars: 1000 };
-    const [direct, viaPrisma] = [new UserConfigService(db.prisma, db.sql, options), new UserConfigService(db.prisma, null, options)];
+    const [direct, viaPrisma] = [new UserConfigService(pgStore, options), new UserConfigService(prismaStore, options)];
     const viewer = { userId: `settings-${uuid7()}` };
     expect(await direct.get(viewer)).toEqual(await viaPrisma.get(viewer));
     await direct.update(viewer, { model: 'gpt-mine', baseUrl: 'http://127.0.0.1:9/custom', apiKey: 'sk-secret', maxTokens: 321, temperature: 0.35, systemPrompt: 'Be brief.', contextTokens: 4096 });

@@ -166,10 +166,10 @@ describe('the process', () => {
       expect(refused.output()).toMatch(/missing migrations .*db:deploy/);
       expect(refused.output()).not.toContain('applied migration');
 
-      const deploy = await runScript('src/db/deploy.ts', { DATABASE_URL: database.url });
+      const deploy = await runScript('src/store/deploy.ts', { DATABASE_URL: database.url });
       expect(deploy).toMatchObject({ code: 0 });
       expect(deploy.output).toMatch(/Applied \d+ migration/);
-      expect((await runScript('src/db/deploy.ts', { DATABASE_URL: database.url })).output).toContain('No pending migrations.');
+      expect((await runScript('src/store/deploy.ts', { DATABASE_URL: database.url })).output).toContain('No pending migrations.');
 
       const parley = await spawnParley({ DATABASE_URL: database.url, MIGRATE_ON_START: 'false' });
       await waitUntilHealthy(parley);

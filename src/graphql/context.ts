@@ -1,11 +1,11 @@
 import type { Viewer } from '../auth.ts';
-import type { Db } from '../db/client.ts';
+import type { ChatService } from '../chat/chat-service.ts';
 import type { ModelPresets } from '../llm/presets.ts';
-import type { ChatService } from '../services/chat.ts';
 import type { ConversationService } from '../services/conversations.ts';
 import type { MessagePageLoader } from '../services/message-pages.ts';
 import type { MessageService } from '../services/messages.ts';
 import type { UserConfigService } from '../services/user-config.ts';
+import type { Db } from '../store/database.ts';
 
 export interface Services {
   conversations: ConversationService;

@@ -1,21 +1,34 @@
-// Expected failures: GraphQL errors with a stable `extensions.code`. Anything else that reaches
-// the client is masked by Yoga as an internal error.
+// Maps domain errors to GraphQL errors with `extensions.code`, and masks everything unexpected.
+import { PothosValidationError } from '@pothos/core';
 import { GraphQLError } from 'graphql';
+import { maskError as yogaMaskError } from 'graphql-yoga';
+import { DomainError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
 
-export type ErrorCode = 'NOT_FOUND' | 'BAD_USER_INPUT' | 'UNAUTHENTICATED';
-
-export class ParleyError extends GraphQLError {
-  constructor(
-    readonly code: ErrorCode,
-    message: string,
-  ) {
-    super(message, { extensions: { code } });
-  }
+/**
+ * Yoga's `maskError`: a domain error becomes a GraphQL error carrying its code (at the same path
+ * and locations); validation errors of Pothos are BAD_USER_INPUT; other errors are logged and
+ * masked by Yoga.
+ */
+export function errorMasker(logger: Logger) {
+  return (error: unknown, message: string, isDev?: boolean): Error => {
+    const original = error instanceof GraphQLError ? error.originalError : error;
+    if (original instanceof DomainError) {
+      const located = error instanceof GraphQLError ? error : undefined;
+      return new GraphQLError(original.message, {
+        nodes: located?.nodes,
+        source: located?.source,
+        positions: located?.positions,
+        path: located?.path,
+        extensions: { code: original.code },
+      });
+    }
+    if (original instanceof PothosValidationError) {
+      return new GraphQLError(original.message, { extensions: { code: 'BAD_USER_INPUT' } });
+    }
+    if (!(error instanceof GraphQLError && !error.originalError)) {
+      logger.error({ err: original }, 'unexpected error while executing an operation');
+    }
+    return yogaMaskError(error, message, isDev);
+  };
 }
-
-export const notFound = (what: string) => new ParleyError('NOT_FOUND', `${what} not found`);
-
-/** Invalid input; `field` is the argument path the client sent, e.g. `input.title`. */
-export const badInput = (field: string, problem: string) => new ParleyError('BAD_USER_INPUT', `${field}: ${problem}`);
-
-export const unauthenticated = (reason: string) => new ParleyError('UNAUTHENTICATED', reason);

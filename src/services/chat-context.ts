@@ -2,9 +2,9 @@
 // that fit the context budget, then the new message.
 import type { Viewer } from '../auth.ts';
 import type { HistoryCache } from '../cache/history-cache.ts';
-import type { Db } from '../db/client.ts';
-import type { Message } from '../generated/prisma/sqlite/client.ts';
 import type { ChatTurn } from '../llm/model-client.ts';
+import type { MessageStatus } from '../model.ts';
+import type { HistoryRow, Store } from '../store/store.ts';
 import { countMessageTokens, countTokens } from '../llm/tokens.ts';
 import { cachedRecentMessages } from './recent-messages.ts';
 
@@ -22,12 +22,11 @@ export interface ModelContext {
 
 const MAX_OMITTED_IDS = 100;
 
-const INCLUDED_STATUSES = new Set(['COMPLETE', 'STOPPED', 'INTERRUPTED']);
-
-type HistoryRow = Pick<Message, 'id' | 'seq' | 'role' | 'content' | 'tokenCount' | 'completionTokens' | 'status'>;
+const INCLUDED: readonly MessageStatus[] = ['COMPLETE', 'STOPPED', 'INTERRUPTED'];
+const INCLUDED_STATUSES = new Set<MessageStatus>(INCLUDED);
 
 export async function buildContext(
-  db: Db,
+  store: Store,
   cache: HistoryCache,
   viewer: Viewer,
   conversationId: string | null,
@@ -61,7 +60,7 @@ export async function buildContext(
   };
 
   // The newest messages come from the history cache; older ones, if the budget reaches them, from the database.
-  const newest = conversationId ? await cachedRecentMessages(db, cache, viewer.userId, conversationId) : null;
+  const newest = conversationId ? await cachedRecentMessages(store, cache, viewer.userId, conversationId) : null;
   if (conversationId && newest) {
     for (const message of [...newest].reverse()) if (newSeq === undefined || message.seq < newSeq) consider(message);
     let beforeSeq = newest[0]?.seq;
@@ -69,15 +68,10 @@ export async function buildContext(
     while (more && beforeSeq !== undefined) {
       if (full) {
         // Past the budget only the count is still needed.
-        omittedMessages += await db.message.count({ where: { conversationId, userId: viewer.userId, seq: { lt: beforeSeq }, status: { in: [...INCLUDED_STATUSES] as Message['status'][] } } });
+        omittedMessages += await store.countMessagesBefore(viewer.userId, conversationId, beforeSeq, INCLUDED);
         break;
       }
-      const page = await db.message.findMany({
-        where: { conversationId, userId: viewer.userId, seq: { lt: beforeSeq } },
-        select: { id: true, seq: true, role: true, content: true, tokenCount: true, completionTokens: true, status: true },
-        orderBy: { seq: 'desc' },
-        take: PAGE,
-      });
+      const page = await store.messagesBefore(viewer.userId, conversationId, beforeSeq, PAGE);
       for (const message of page) consider(message);
       more = page.length === PAGE;
       beforeSeq = page.at(-1)?.seq;

@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { badInput } from '../graphql/errors.ts';
+import { badInput } from '../errors.ts';
 
 /** Parses `value` with `schema`; the first problem becomes BAD_USER_INPUT naming the field under `root`. */
 export function parseInput<Schema extends z.ZodType>(schema: Schema, value: unknown, root: string): z.output<Schema> {

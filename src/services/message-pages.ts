@@ -1,13 +1,10 @@
 // Pages of Conversation.messages, and message counts, for every conversation of one GraphQL
 // request, loaded together.
 // A list of 50 conversations asking for their last 5 messages and their counts costs one window
-// query on PostgreSQL (rows and counts), two elsewhere (the rows, the counts).
+// query where the store counts with its pages (PostgreSQL), two elsewhere (the rows, the counts).
 import type { HistoryCache } from '../cache/history-cache.ts';
-import type { Db } from '../db/client.ts';
-import type { DatabaseProvider } from '../db/provider.ts';
-import { Prisma, type Message } from '../generated/prisma/sqlite/client.ts';
-
-const { empty, join, raw, sql } = Prisma;
+import type { Message } from '../store/rows.ts';
+import type { Store } from '../store/store.ts';
 import { cursorCodec, pageWindow, toConnection, type Connection, type PageArgs, type PageWindow } from './pagination.ts';
 
 export const messageCursor = cursorCodec<number>(
@@ -35,8 +32,6 @@ interface PendingCounts {
   reject(error: unknown): void;
 }
 
-// Every column of Message, in the model's order.
-const MESSAGE_COLUMNS: readonly string[] = Object.values(Prisma.MessageScalarFieldEnum);
 // Read whatever the operation selects: what identifies, pages and owns a row.
 const KEY_COLUMNS = ['id', 'conversationId', 'userId', 'seq'];
 
@@ -47,8 +42,7 @@ export class MessagePageLoader {
   private scheduled = false;
 
   constructor(
-    private readonly db: Db,
-    private readonly provider: DatabaseProvider,
+    private readonly store: Store & { readonly pagesCarryTotals: boolean },
     private readonly cache: HistoryCache,
     private readonly userId: string,
   ) {}
@@ -105,10 +99,10 @@ export class MessagePageLoader {
     this.batchesByKey?.clear();
     const counts = this.pendingCounts;
     this.pendingCounts = undefined;
-    // PostgreSQL counts each conversation's messages in the window query of a page without a
-    // cursor (it reads every row of those conversations anyway): no query of its own.
+    // A store that counts with its pages (PostgreSQL) counts each conversation's messages in the
+    // window query of a page without a cursor (it reads every row of those conversations anyway).
     const totals: Totals = new Map();
-    const carrier = counts && this.provider === 'postgresql' ? batches.find((b) => b.window.after === undefined && b.window.before === undefined) : undefined;
+    const carrier = counts && this.store.pagesCarryTotals ? batches.find((b) => b.window.after === undefined && b.window.before === undefined) : undefined;
     let carried = Promise.resolve();
     for (const batch of batches) {
       const run = this.run(batch, batch === carrier ? totals : undefined).catch((error) => batch.requests.forEach((r) => r.reject(error)));
@@ -124,9 +118,8 @@ export class MessagePageLoader {
       .catch(counts.reject);
   }
 
-  private async countAll(ids: string[]): Promise<Map<string, number>> {
-    const groups = await this.db.message.groupBy({ by: ['conversationId'], where: { conversationId: { in: ids }, userId: this.userId }, _count: { _all: true } });
-    return new Map(groups.map((group) => [group.conversationId, group._count._all]));
+  private countAll(ids: string[]): Promise<Map<string, number>> {
+    return this.store.countMessages(this.userId, ids);
   }
 
   private async run({ window, requests, columns }: Batch, totals?: Totals): Promise<void> {
@@ -168,52 +161,10 @@ export class MessagePageLoader {
     return rows;
   }
 
-  /**
-   * PostgreSQL: the window query returns the rows themselves, instead of ids to read in a second
-   * query. Raw rows come back with the same types as Prisma's model queries there (a test checks).
-   */
-  private async pagesInOneQuery(ids: string[], conditions: Prisma.Sql[], order: 'asc' | 'desc', perConversation: number, read: Set<string> | undefined, totals?: Totals): Promise<Message[]> {
-    // Names from the model's own list only, in its order.
-    const columns = raw(MESSAGE_COLUMNS.filter((c) => !read || read.has(c)).map((c) => `"${c}"`).join(', '));
-    // With totals, each row also carries its conversation's message count.
-    const total = totals ? sql`, (COUNT(*) OVER (PARTITION BY "conversationId"))::int AS total` : empty;
-    const rows = await this.db.$queryRaw<(Message & { total?: number })[]>`
-      SELECT ${columns}${totals ? raw(', total') : empty} FROM (
-        SELECT ${columns}, ROW_NUMBER() OVER (PARTITION BY "conversationId" ORDER BY "seq" ${raw(order)}) AS rn${total}
-        FROM "Message"
-        WHERE ${join(conditions, ' AND ')}
-      ) ranked WHERE rn <= ${perConversation} ORDER BY "seq" ${raw(order)}`;
-    if (!totals) return rows;
-    for (const id of ids) totals.set(id, 0);
-    return rows.map(({ total, ...message }) => {
-      totals.set(message.conversationId, total!);
-      return message;
-    });
-  }
-
   /** Rows of each conversation in window order, at most `limit + 1` each. */
   private async pages(ids: string[], window: PageWindow<number>, columns: Set<string> | undefined, totals?: Totals): Promise<Message[]> {
-    const seqRange = { gt: window.after, lt: window.before };
-    const order = window.fromEnd ? 'desc' : 'asc';
-    let rows: Message[];
-    if (ids.length === 1 && !totals) {
-      rows = await this.db.message.findMany({ where: { conversationId: ids[0], seq: seqRange }, orderBy: { seq: order }, take: window.limit + 1 });
-    } else {
-      const quote = this.provider === 'mysql' ? '`' : '"';
-      const q = (name: string) => raw(`${quote}${name}${quote}`);
-      // The owner too, though the caller checked it: no path reads another user's rows.
-      const conditions = [sql`${q('conversationId')} IN (${join(ids)})`, sql`${q('userId')} = ${this.userId}`];
-      if (window.after !== undefined) conditions.push(sql`${q('seq')} > ${window.after}`);
-      if (window.before !== undefined) conditions.push(sql`${q('seq')} < ${window.before}`);
-      if (this.provider === 'postgresql') return this.pagesInOneQuery(ids, conditions, order, window.limit + 1, columns, totals);
-      const picked = await this.db.$queryRaw<{ id: string }[]>`
-        SELECT ${q('id')} AS id FROM (
-          SELECT ${q('id')}, ROW_NUMBER() OVER (PARTITION BY ${q('conversationId')} ORDER BY ${q('seq')} ${raw(order)}) AS rn
-          FROM ${q('Message')}
-          WHERE ${join(conditions, ' AND ')}
-        ) ranked WHERE rn <= ${window.limit + 1}`;
-      rows = picked.length === 0 ? [] : await this.db.message.findMany({ where: { id: { in: picked.map((p) => p.id) } }, orderBy: { seq: order } });
-    }
-    return rows;
+    const pages = await this.store.messagePages({ userId: this.userId, conversationIds: ids, window, columns, withTotals: totals !== undefined });
+    if (totals && pages.totals) for (const [id, count] of pages.totals) totals.set(id, count);
+    return pages.rows;
   }
 }

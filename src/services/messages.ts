@@ -1,17 +1,17 @@
 import { z } from 'zod';
 import type { Viewer } from '../auth.ts';
-import type { Db } from '../db/client.ts';
-import type { Message, Prisma, Role } from '../generated/prisma/sqlite/client.ts';
 import type { HistoryCache } from '../cache/history-cache.ts';
-import { notFound } from '../graphql/errors.ts';
+import { notFound } from '../errors.ts';
+import { Role } from '../model.ts';
+import type { JsonValue, Message, MessageQuery } from '../store/rows.ts';
+import type { Store } from '../store/store.ts';
 import { parseInput } from './input.ts';
-import { reserveSeqs } from './sequence.ts';
-import { cachedRecentMessages, loadRecentMessages } from './recent-messages.ts';
+import { cachedRecentMessages } from './recent-messages.ts';
 
 export const MAX_HISTORY_LIMIT = 100;
 export const MAX_METADATA_BYTES = 64 * 1024;
 
-export type MessageQuery = { include?: Prisma.MessageInclude; select?: Prisma.MessageSelect };
+export type { MessageQuery };
 
 export interface ChatMessage {
   role: Role;
@@ -25,7 +25,7 @@ export interface MessageLimits {
 function addInput(limits: MessageLimits) {
   return z.object({
     conversationId: z.string().nullish(),
-    role: z.enum(['SYSTEM', 'USER', 'ASSISTANT']),
+    role: z.enum(Role),
     content: z
       .string()
       .refine((s) => s.trim().length > 0, 'must not be empty')
@@ -44,7 +44,7 @@ export class MessageService {
   private readonly addSchema: ReturnType<typeof addInput>;
 
   constructor(
-    private readonly db: Db,
+    private readonly store: Store,
     limits: MessageLimits,
     private readonly cache: HistoryCache,
   ) {
@@ -58,35 +58,26 @@ export class MessageService {
   async add(viewer: Viewer, rawInput: unknown, query: MessageQuery = {}): Promise<Message> {
     const input = parseInput(this.addSchema, rawInput, 'input');
     const append = () =>
-      this.db.$transaction(async (tx) => {
-        const conversation = await reserveSeqs(tx, viewer.userId, input.conversationId ?? null, 1);
-        return tx.message.create({
-          ...query,
-          data: {
-            conversationId: conversation.id,
-            userId: viewer.userId,
-            seq: conversation.lastSeq,
-            role: input.role,
-            content: input.content,
-            tokenCount: input.tokenCount ?? null,
-            metadata: (input.metadata ?? undefined) as Prisma.InputJsonValue | undefined,
-          },
-        });
-      });
+      this.store.appendMessage(
+        viewer.userId,
+        input.conversationId ?? null,
+        { role: input.role, content: input.content, tokenCount: input.tokenCount ?? null, metadata: (input.metadata ?? undefined) as JsonValue | undefined },
+        query,
+      );
     // A new conversation has no cache entry to keep in step.
     return input.conversationId != null ? this.cache.writing(viewer.userId, input.conversationId, append) : append();
   }
 
   /** Deletes every message of the viewer's conversation; returns how many. */
   async clear(viewer: Viewer, conversationId: string): Promise<number> {
-    return this.cache.writing(viewer.userId, conversationId, () =>
-      this.db.$transaction(async (tx) => {
-        // Touching the conversation first checks ownership and locks it against concurrent adds.
-        const { count } = await tx.conversation.updateMany({ where: { id: conversationId, userId: viewer.userId }, data: { updatedAt: new Date() } });
-        if (count === 0) throw notFound('conversation');
-        return (await tx.message.deleteMany({ where: { conversationId } })).count;
-      }),
-    );
+    const count = await this.cache.writing(viewer.userId, conversationId, () => this.store.clearMessages(viewer.userId, conversationId));
+    if (count === null) throw notFound('conversation');
+    return count;
+  }
+
+  /** The viewer's message by id, carrying what `query` asks for; null for a missing or foreign one. */
+  find(viewer: Viewer, id: string, query: MessageQuery = {}): Promise<Message | null> {
+    return this.store.findMessage(viewer.userId, id, query);
   }
 
   /** The newest `limit` messages of the viewer's conversation, oldest first. */
@@ -94,8 +85,8 @@ export class MessageService {
     parseInput(historyLimit, limit, 'limit');
     const newest =
       limit <= this.cache.size
-        ? await cachedRecentMessages(this.db, this.cache, viewer.userId, conversationId)
-        : await loadRecentMessages(this.db, viewer.userId, conversationId, limit);
+        ? await cachedRecentMessages(this.store, this.cache, viewer.userId, conversationId)
+        : await this.store.recentMessages(viewer.userId, conversationId, limit);
     if (!newest) throw notFound('conversation');
     return newest.slice(-limit).map(({ role, content }) => ({ role, content }));
   }

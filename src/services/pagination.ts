@@ -1,6 +1,9 @@
 // Relay cursor pagination over keys that the server encodes itself. Cursors carry sort-key values,
 // never row ids, so a cursor made up by a client positions a page and cannot probe other rows.
-import { badInput } from '../graphql/errors.ts';
+import { badInput } from '../errors.ts';
+import type { PageWindow } from '../store/store.ts';
+
+export type { PageWindow };
 
 export const MAX_PAGE_SIZE = 100;
 export const DEFAULT_PAGE_SIZE = 20;
@@ -12,13 +15,6 @@ export interface PageArgs {
   before?: string | null;
 }
 
-/** What to fetch: `limit + 1` rows after `after` and before `before`, from the end when `fromEnd`. */
-export interface PageWindow<Key> {
-  limit: number;
-  fromEnd: boolean;
-  after?: Key;
-  before?: Key;
-}
 
 export interface CursorCodec<Key> {
   encode(key: Key): string;

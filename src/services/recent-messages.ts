@@ -1,17 +1,9 @@
 import type { HistoryCache } from '../cache/history-cache.ts';
 import { recentMessages } from '../cache/history-cache.ts';
-import type { Db } from '../db/client.ts';
-import type { Message } from '../generated/prisma/sqlite/client.ts';
+import type { Message } from '../store/rows.ts';
+import type { Store } from '../store/store.ts';
 
-/** The newest `take` messages of the user's conversation, oldest first; null when it is not theirs. */
-export async function loadRecentMessages(db: Db, userId: string, conversationId: string, take: number): Promise<Message[] | null> {
-  const rows = await db.message.findMany({ where: { conversationId, userId }, orderBy: { seq: 'desc' }, take });
-  // No rows: an empty conversation of the user's, or none of theirs at all.
-  if (rows.length === 0 && !(await db.conversation.findFirst({ where: { id: conversationId, userId }, select: { id: true } }))) return null;
-  return rows.reverse();
-}
-
-/** The newest `cache.size` messages through the history cache. */
-export function cachedRecentMessages(db: Db, cache: HistoryCache, userId: string, conversationId: string): Promise<Message[] | null> {
-  return recentMessages(cache, userId, conversationId, () => loadRecentMessages(db, userId, conversationId, cache.size));
+/** The newest `cache.size` messages of the user's conversation through the history cache; null when it is not theirs. */
+export function cachedRecentMessages(store: Store, cache: HistoryCache, userId: string, conversationId: string): Promise<Message[] | null> {
+  return recentMessages(cache, userId, conversationId, () => store.recentMessages(userId, conversationId, cache.size));
 }

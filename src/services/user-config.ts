@@ -2,9 +2,9 @@
 // The user's own API key is stored sealed and only ever used to call the model.
 import { z } from 'zod';
 import type { Viewer } from '../auth.ts';
-import type { Db, DirectSql } from '../db/client.ts';
-import type { UserConfig as UserConfigRow } from '../generated/prisma/sqlite/client.ts';
-import { badInput } from '../graphql/errors.ts';
+import type { UserConfigRow } from '../store/rows.ts';
+import type { Store, UserConfigChanges } from '../store/store.ts';
+import { badInput } from '../errors.ts';
 import type { ModelPresets } from '../llm/presets.ts';
 import { parseInput } from './input.ts';
 import type { SecretBox } from './secrets.ts';
@@ -52,9 +52,7 @@ export class UserConfigService {
   private readonly updateSchema;
 
   constructor(
-    private readonly db: Db,
-    /** PostgreSQL: the settings read of every sendMessage skips Prisma. */
-    private readonly sql: DirectSql | null,
+    private readonly store: Store,
     private readonly options: UserConfigOptions,
   ) {
     this.updateSchema = z.object({
@@ -74,16 +72,8 @@ export class UserConfigService {
     });
   }
 
-  private async row(viewer: Viewer): Promise<UserConfigRow | null> {
-    if (this.sql) {
-      const { rows } = await this.sql.query<UserConfigRow>(
-        'parley_user_config',
-        `SELECT "userId", "presetId", "model", "baseUrl", "apiKeyEncrypted", "maxTokens", "temperature", "systemPrompt", "contextTokens", "createdAt", "updatedAt" FROM "UserConfig" WHERE "userId" = $1`,
-        [viewer.userId],
-      );
-      return rows[0] ?? null;
-    }
-    return this.db.userConfig.findUnique({ where: { userId: viewer.userId } });
+  private row(viewer: Viewer): Promise<UserConfigRow | null> {
+    return this.store.userConfig(viewer.userId);
   }
 
   async get(viewer: Viewer): Promise<EffectiveUserConfig> {
@@ -106,7 +96,7 @@ export class UserConfigService {
 
   async update(viewer: Viewer, rawInput: unknown): Promise<EffectiveUserConfig> {
     const input = parseInput(this.updateSchema, rawInput, 'input');
-    const data: Partial<Omit<UserConfigRow, 'userId' | 'createdAt' | 'updatedAt'>> = {};
+    const data: UserConfigChanges = {};
     if (input.presetId !== undefined) {
       if (input.presetId !== null && !this.options.presets.find(input.presetId)) throw badInput('input.presetId', `no preset is called ${JSON.stringify(input.presetId)}`);
       data.presetId = input.presetId;
@@ -124,7 +114,7 @@ export class UserConfigService {
     if (input.temperature !== undefined) data.temperature = input.temperature;
     if (input.systemPrompt !== undefined) data.systemPrompt = input.systemPrompt || null;
     if (input.contextTokens !== undefined) data.contextTokens = input.contextTokens;
-    const row = await this.db.userConfig.upsert({ where: { userId: viewer.userId }, create: { userId: viewer.userId, ...data }, update: data });
+    const row = await this.store.saveUserConfig(viewer.userId, data);
     return this.effective(row);
   }
 

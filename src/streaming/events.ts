@@ -1,4 +1,6 @@
-export type MessageStatus = 'STREAMING' | 'COMPLETE' | 'STOPPED' | 'FAILED' | 'INTERRUPTED';
+import type { MessageStatus } from '../model.ts';
+
+export type { MessageStatus };
 
 /** One event of a message's stream. seq runs 0, 1, 2, ...; the terminal event has done = true. */
 export interface StreamEvent {

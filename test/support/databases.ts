@@ -6,7 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import * as mariadb from 'mariadb';
 import pg from 'pg';
-import type { DatabaseProvider } from '../../src/db/provider.ts';
+import type { DatabaseProvider } from '../../src/store/dialect.ts';
+import { DIALECTS } from '../../src/store/dialects/index.ts';
 
 export const PG_ADMIN_URL = process.env.TEST_PG_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
 export const MYSQL_ADMIN_URL = process.env.TEST_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/';
@@ -19,40 +20,15 @@ export interface TestDatabase {
 
 const uniqueName = () => `parley_t${process.pid}_${randomBytes(4).toString('hex')}`;
 
-function withDatabase(adminUrl: string, database: string): string {
-  const url = new URL(adminUrl);
-  url.pathname = `/${database}`;
-  return url.toString();
-}
-
 export async function createTestDatabase(provider: DatabaseProvider): Promise<TestDatabase> {
   const name = uniqueName();
-  switch (provider) {
-    case 'sqlite': {
-      const dir = await mkdtemp(path.join(os.tmpdir(), 'parley-test-'));
-      return { provider, url: `file:${path.join(dir, `${name}.db`)}`, drop: () => rm(dir, { recursive: true, force: true }) };
-    }
-    case 'postgresql': {
-      await pgAdmin((c) => c.query(`CREATE DATABASE "${name}"`));
-      return {
-        provider,
-        url: withDatabase(PG_ADMIN_URL, name),
-        drop: async () => {
-          await pgAdmin((c) => c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`));
-        },
-      };
-    }
-    case 'mysql': {
-      await mysqlAdmin((c) => c.query(`CREATE DATABASE \`${name}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`));
-      return {
-        provider,
-        url: withDatabase(MYSQL_ADMIN_URL, name),
-        drop: async () => {
-          await mysqlAdmin((c) => c.query(`DROP DATABASE IF EXISTS \`${name}\``));
-        },
-      };
-    }
+  const dialect = DIALECTS[provider];
+  if (provider === 'sqlite') {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'parley-test-'));
+    return { provider, url: await dialect.createDatabase(dir, name), drop: () => rm(dir, { recursive: true, force: true }) };
   }
+  const adminUrl = provider === 'postgresql' ? PG_ADMIN_URL : MYSQL_ADMIN_URL;
+  return { provider, url: await dialect.createDatabase(adminUrl, name), drop: () => dialect.dropDatabase(adminUrl, name) };
 }
 
 export async function pgAdmin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {

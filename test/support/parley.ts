@@ -3,7 +3,7 @@ import { Client, fetchExchange, type AnyVariables, type OperationResult, type Ty
 import { SignJWT } from 'jose';
 import { expect } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
-import type { DatabaseProvider } from '../../src/db/provider.ts';
+import type { DatabaseProvider } from '../../src/store/dialect.ts';
 import { buildApp, type App } from '../../src/server/app.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createTestDatabase, type TestDatabase } from './databases.ts';

@@ -51,7 +51,7 @@ export async function waitUntilHealthy(p: ParleyProcess, timeoutMs = 20_000): Pr
   throw new Error(`Parley did not become healthy:\n${p.output()}`);
 }
 
-/** Runs one of Parley's scripts (e.g. src/db/deploy.ts) to the end; returns its exit code and output. */
+/** Runs one of Parley's scripts (e.g. src/store/deploy.ts) to the end; returns its exit code and output. */
 export async function runScript(file: string, env: Record<string, string>): Promise<{ code: number | null; output: string }> {
   const child = spawn(process.execPath, ['--import', tsxLoader, path.join(root, file)], {
     cwd: root,

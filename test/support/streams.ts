@@ -2,7 +2,7 @@
 import type { Client as WsClient } from 'graphql-ws';
 import { expect } from 'vitest';
 import { graphql } from '../generated/gql.ts';
-import type { Db } from '../../src/db/client.ts';
+import type { Db } from '../../src/store/database.ts';
 import { subscribeSse, subscribeWs, type Collected } from './subscriptions.ts';
 
 export const MessageStream = graphql(`

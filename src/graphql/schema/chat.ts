@@ -1,7 +1,7 @@
-import type { SendResult } from '../../services/chat.ts';
+import type { SendResult } from '../../chat/chat-service.ts';
+import { badInput } from '../../errors.ts';
 import type { StreamEvent } from '../../streaming/events.ts';
 import { builder } from '../builder.ts';
-import { badInput } from '../errors.ts';
 import { Conversation } from './conversation.ts';
 import { Message, MessageStatus } from './message.ts';
 
@@ -40,7 +40,7 @@ const MessageStreamEvent = builder.objectRef<MessageStreamEventShape>('MessageSt
       type: 'Message',
       nullable: true,
       description: 'the saved message, on the terminal event',
-      resolve: (query, event, _, ctx) => (event.done ? ctx.db.message.findUnique({ ...query, where: { id: event.messageId } }) : null),
+      resolve: (query, event, _, ctx) => (event.done ? ctx.services.messages.find(ctx.viewer, event.messageId, query) : null),
     }),
   }),
 });
@@ -58,7 +58,7 @@ builder.mutationFields((t) => ({
     args: { messageId: t.arg.id({ required: true }) },
     resolve: async (query, _, args, ctx) => {
       const message = await ctx.services.chat.stop(ctx.viewer, args.messageId);
-      return query.include || query.select ? ctx.db.message.findUniqueOrThrow({ ...query, where: { id: message.id } }) : message;
+      return query.include || query.select ? ((await ctx.services.messages.find(ctx.viewer, message.id, query)) ?? message) : message;
     },
   }),
 }));

@@ -1,11 +1,12 @@
+import { MessageStatus as MessageStatuses, Role as Roles } from '../../model.ts';
 import type { ChatMessage } from '../../services/messages.ts';
 import { builder } from '../builder.ts';
 
-export const Role = builder.enumType('Role', { values: ['SYSTEM', 'USER', 'ASSISTANT'] as const });
+export const Role = builder.enumType('Role', { values: Object.values(Roles) });
 
 export const MessageStatus = builder.enumType('MessageStatus', {
   description: 'STREAMING while a model writes the reply; the others are final.',
-  values: ['STREAMING', 'COMPLETE', 'STOPPED', 'FAILED', 'INTERRUPTED'] as const,
+  values: Object.values(MessageStatuses),
 });
 
 export const Message = builder.prismaObject('Message', {

@@ -1,6 +1,6 @@
 import { setInterval as every } from 'node:timers/promises';
 import { abortable } from '../../streaming/abortable.ts';
-import { badInput } from '../errors.ts';
+import { badInput } from '../../errors.ts';
 import { builder } from '../builder.ts';
 
 builder.queryType({});

@@ -1,0 +1,105 @@
+// The chat domain's facade: sendMessage, stopGeneration, messageStream, and the life of the
+// replies this instance generates. Every way a reply ends goes through the ReplyFinalizer.
+import type { Viewer } from '../auth.ts';
+import type { HistoryCache } from '../cache/history-cache.ts';
+import { notFound } from '../errors.ts';
+import type { ModelClientOptions } from '../llm/model-client.ts';
+import type { Logger } from '../logger.ts';
+import type { UserConfigService } from '../services/user-config.ts';
+import type { Message } from '../store/rows.ts';
+import type { SavedExchange, Store } from '../store/store.ts';
+import type { StreamBroker } from '../streaming/events.ts';
+import type { FollowedEvent } from '../streaming/follow.ts';
+import { ReplyFinalizer } from './finalize.ts';
+import { FlushScheduler } from './flush-scheduler.ts';
+import { ReplyFollower } from './follow.ts';
+import { Generations } from './generation.ts';
+import { LeaseKeeper } from './leases.ts';
+import { ExchangeSender } from './send.ts';
+import { TitleWriter } from './titles.ts';
+
+export interface ChatOptions {
+  flushMs: number;
+  leaseMs: number;
+  maxEvents: number;
+  maxContentChars: number;
+  model: ModelClientOptions;
+  /** Without a shared broker no other instance can own a reply: recover all at start. */
+  singleInstance: boolean;
+}
+
+export type SendResult = SavedExchange;
+
+export class ChatService {
+  private readonly closing = new AbortController();
+  private readonly sender: ExchangeSender;
+  private readonly finalizer: ReplyFinalizer;
+  private readonly generations: Generations;
+  private readonly leases: LeaseKeeper;
+  private readonly follower: ReplyFollower;
+
+  constructor(
+    private readonly store: Store,
+    private readonly broker: StreamBroker,
+    userConfigs: UserConfigService,
+    cache: HistoryCache,
+    private readonly options: ChatOptions,
+    private readonly logger: Logger,
+  ) {
+    this.sender = new ExchangeSender(store, userConfigs, cache, options);
+    this.finalizer = new ReplyFinalizer(store, cache, broker, logger);
+    const titles = new TitleWriter(store, options.model, this.closing.signal, logger);
+    const flushes = new FlushScheduler(options.flushMs);
+    this.generations = new Generations({ store, cache, broker, finalizer: this.finalizer, flushes, titles, logger }, options);
+    this.leases = new LeaseKeeper(store, cache, this.finalizer, this.generations.running, options.leaseMs, logger);
+    this.follower = new ReplyFollower(store, broker, options.leaseMs);
+  }
+
+  /** Starts the lease heartbeat and the recovery of replies whose instance died. */
+  async start(): Promise<void> {
+    this.broker.onStopRequest((messageId) => this.generations.abort(messageId, 'stopped'));
+    await this.leases.start(this.options.singleInstance);
+  }
+
+  async send(viewer: Viewer, rawInput: unknown): Promise<SendResult> {
+    const { exchange, settings } = await this.sender.send(viewer, rawInput);
+    if (settings) this.generations.start(exchange, settings);
+    return exchange;
+  }
+
+  /** Stops a reply from any instance; a finished message comes back unchanged. */
+  async stop(viewer: Viewer, messageId: string): Promise<Message> {
+    const message = await this.store.findMessage(viewer.userId, messageId);
+    if (!message) throw notFound('message');
+    if (message.status !== 'STREAMING') return message;
+    this.generations.abort(messageId, 'stopped');
+    const finalized = await this.finalizer.finalize(messageId, { status: 'STOPPED' });
+    await this.broker.requestStop(messageId).catch((error) => this.logger.warn({ err: error }, 'could not broadcast a stop'));
+    if (!finalized) {
+      // Someone else is ending it right now: wait for their save.
+      for (let i = 0; i < 50; i++) {
+        const current = await this.saved(viewer, messageId);
+        if (current.status !== 'STREAMING') return current;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    return this.saved(viewer, messageId);
+  }
+
+  private async saved(viewer: Viewer, messageId: string): Promise<Message> {
+    const message = await this.store.findMessage(viewer.userId, messageId);
+    if (!message) throw notFound('message');
+    return message;
+  }
+
+  follow(viewer: Viewer, messageId: string, afterSeq: number, shutdown: AbortSignal): Promise<AsyncGenerator<FollowedEvent>> {
+    return this.follower.follow(viewer, messageId, afterSeq, shutdown);
+  }
+
+  /** Ends every local generation as INTERRUPTED, saving what was published. */
+  async shutdown(): Promise<void> {
+    this.closing.abort('shutdown');
+    this.leases.stop();
+    await this.generations.shutdown();
+  }
+}

@@ -1,0 +1,98 @@
+// The one way a reply ends: seal its stream log (one winner, on any instance), save the message,
+// then append the terminal event. Whoever loses the seal changes nothing.
+import { randomUUID } from 'node:crypto';
+import type { HistoryCache } from '../cache/history-cache.ts';
+import { countTokens } from '../llm/tokens.ts';
+import type { Logger } from '../logger.ts';
+import type { FinalStatus } from '../model.ts';
+import type { JsonObject } from '../store/rows.ts';
+import type { ReplyEnd, Store } from '../store/store.ts';
+import type { SealResult, StreamBroker, StreamEvent } from '../streaming/events.ts';
+
+/** How a reply ended, as its ender knows it. */
+export interface Outcome {
+  status: FinalStatus;
+  error?: string | null;
+  finishReason?: string | null;
+  model?: string;
+  promptTokens?: number | null;
+  completionTokens?: number | null;
+}
+
+/** What the generating instance knows of its own reply, so that it need not read it back. */
+export interface LocalReply {
+  content: string;
+  userId: string;
+  conversationId: string;
+  metadata?: JsonObject;
+}
+
+export class ReplyFinalizer {
+  constructor(
+    private readonly store: Store,
+    private readonly cache: HistoryCache,
+    private readonly broker: StreamBroker,
+    private readonly logger: Logger,
+  ) {}
+
+  /**
+   * Ends a reply: the first caller to seal its stream log saves the message and appends the
+   * terminal event; everybody else returns false. Content is what was published, so it always
+   * equals the concatenated deltas subscribers saw.
+   */
+  async finalize(messageId: string, outcome: Outcome, local?: LocalReply): Promise<boolean> {
+    const token = randomUUID();
+    let sealed: SealResult | undefined;
+    try {
+      sealed = await this.broker.seal(messageId, token);
+      if (!sealed.won) return false;
+    } catch (error) {
+      // Redis is away: the database's conditional update alone decides who ends the reply.
+      this.logger.warn({ err: error, messageId }, 'could not seal the stream log; saving the reply without it');
+    }
+    const logged = sealed && sealed.events.length > 0 ? sealed.events.map((e) => e.delta).join('') : undefined;
+    // The generating instance knows whose message it is; anyone else reads it.
+    const owner = local ?? (await this.store.replyOwner(messageId));
+    const terminal = async (events: StreamEvent[]) => {
+      if (!sealed) return;
+      for (const event of events) {
+        await this.broker.append(messageId, event, token).catch((error) => this.logger.warn({ err: error, messageId }, 'could not publish the end of a reply'));
+      }
+    };
+    // Deleted with its conversation while it streamed: still end its subscribers' streams.
+    const deleted = () => terminal([{ seq: sealed?.events.length ?? 0, delta: '', done: true, status: outcome.status, error: 'the message was deleted' }]);
+    if (!owner) {
+      await deleted();
+      return true;
+    }
+    // What subscribers saw; else what this instance generated; else the last checkpoint.
+    const content = logged ?? owner.content;
+    const end: ReplyEnd = {
+      status: outcome.status,
+      content,
+      error: outcome.error ?? null,
+      finishReason: outcome.finishReason ?? null,
+      model: outcome.model ?? null,
+      metadata: local?.metadata ?? null,
+      promptTokens: outcome.promptTokens ?? null,
+      completionTokens: outcome.completionTokens ?? countTokens(content),
+    };
+    const count = await this.cache.writing(owner.userId, owner.conversationId, () => this.store.saveReplyEnd(messageId, end));
+    if (count === 0 && !sealed) return false;
+    const saved = count === 1 ? { status: outcome.status, error: outcome.error ?? null } : await this.store.replyStateById(messageId);
+    if (!saved && local) {
+      await deleted();
+      return true;
+    }
+    const events: StreamEvent[] = [];
+    let seq = sealed?.events.length ?? 0;
+    if (seq === 0 && content) {
+      // The log was lost (a restart without Redis): the saved text becomes one event, so the
+      // replay still adds up to the saved content.
+      events.push({ seq: seq++, delta: content, done: false, status: 'STREAMING' });
+    }
+    events.push({ seq, delta: '', done: true, status: saved?.status ?? outcome.status, error: saved?.error ?? null });
+    await terminal(events);
+    return true;
+  }
+}

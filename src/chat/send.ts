@@ -1,0 +1,75 @@
+// sendMessage's writes: the user's message and a STREAMING assistant message, saved together and
+// idempotent per (user, clientMessageId).
+import { z } from 'zod';
+import type { Viewer } from '../auth.ts';
+import type { HistoryCache } from '../cache/history-cache.ts';
+import { DuplicateKeyError } from '../errors.ts';
+import { countTokens } from '../llm/tokens.ts';
+import { parseInput } from '../services/input.ts';
+import { maxTokensSchema, modelNameSchema, temperatureSchema, type ModelSettings, type UserConfigService } from '../services/user-config.ts';
+import type { SavedExchange, Store } from '../store/store.ts';
+
+export interface SendOptions {
+  leaseMs: number;
+  maxContentChars: number;
+}
+
+/** A saved exchange; `settings` is there when this call created it and its reply is still to run. */
+export type Sent = { exchange: SavedExchange; settings?: ModelSettings };
+
+export class ExchangeSender {
+  private readonly schema;
+
+  constructor(
+    private readonly store: Store,
+    private readonly userConfigs: UserConfigService,
+    private readonly cache: HistoryCache,
+    private readonly options: SendOptions,
+  ) {
+    this.schema = z.object({
+      conversationId: z.string().nullish(),
+      content: z
+        .string()
+        .refine((s) => s.trim().length > 0, 'must not be empty')
+        .refine((s) => s.length <= options.maxContentChars, `must be at most ${options.maxContentChars} characters`),
+      clientMessageId: z.string().min(1, 'must not be empty').max(128, 'must be at most 128 characters').nullish(),
+      presetId: z.string().nullish(),
+      model: modelNameSchema.nullish(),
+      temperature: temperatureSchema.nullish(),
+      maxTokens: maxTokensSchema.nullish(),
+    });
+  }
+
+  async send(viewer: Viewer, rawInput: unknown): Promise<Sent> {
+    const input = parseInput(this.schema, rawInput, 'input');
+    if (input.clientMessageId) {
+      const previous = await this.store.findExchange(viewer.userId, input.clientMessageId);
+      if (previous) return { exchange: previous };
+    }
+    // Read beside the history-cache write mark: only the assistant row needs the settings.
+    const settingsRead = this.userConfigs.modelSettings(viewer, input);
+    settingsRead.catch(() => {});
+    const save = () =>
+      this.store.saveExchange({
+        userId: viewer.userId,
+        conversationId: input.conversationId ?? null,
+        content: input.content,
+        tokenCount: countTokens(input.content),
+        clientMessageId: input.clientMessageId ?? null,
+        settings: settingsRead,
+        leaseMs: this.options.leaseMs,
+      });
+    let exchange: SavedExchange;
+    try {
+      exchange = input.conversationId != null ? await this.cache.writing(viewer.userId, input.conversationId, save) : await save();
+    } catch (error) {
+      // A concurrent retry with the same clientMessageId won the insert: answer with its messages.
+      if (input.clientMessageId && error instanceof DuplicateKeyError) {
+        const previous = await this.store.findExchange(viewer.userId, input.clientMessageId);
+        if (previous) return { exchange: previous };
+      }
+      throw error;
+    }
+    return { exchange, settings: await settingsRead };
+  }
+}

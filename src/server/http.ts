@@ -1,0 +1,84 @@
+// The HTTP side of one port: /health, the body checks, the fast path for known operations, and
+// Yoga for everything else (GraphQL over POST/GET, SSE, GraphiQL).
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { ExecutionResult } from 'graphql';
+import type { YogaInitialContext } from 'graphql-yoga';
+import { acceptsPlainJson, type FastQueries } from './fast-queries.ts';
+import { GRAPHQL_PATH, type ServerContext, type Yoga } from './yoga.ts';
+
+export interface HttpParts {
+  yoga: Yoga;
+  fastQueries: FastQueries;
+  health: (res: ServerResponse) => Promise<void>;
+  maxBodyBytes: number;
+}
+
+/** The server, and how many requests are in flight (for a draining shutdown). */
+export function createHttpServer({ yoga, fastQueries, health, maxBodyBytes }: HttpParts) {
+  let inFlight = 0;
+  let drained: (() => void) | undefined;
+
+  /** Hands a request whose body was already read to Yoga, with the result if it already ran. */
+  async function answerWithYoga(req: IncomingMessage, res: ServerResponse, body: string, executedResult?: ExecutionResult): Promise<void> {
+    const headers = new yoga.fetchAPI.Headers();
+    for (const [name, value] of Object.entries(req.headers)) {
+      if (value !== undefined && name !== 'content-length') headers.set(name, Array.isArray(value) ? value.join(', ') : value);
+    }
+    const request = new yoga.fetchAPI.Request(`http://${req.headers.host ?? 'localhost'}${req.url}`, { method: 'POST', headers, body });
+    const response = await yoga.handleRequest(request, { req, res, executedResult } as ServerContext & YogaInitialContext);
+    const answer = Buffer.from(await response.arrayBuffer());
+    const out: Record<string, string> = {};
+    response.headers.forEach((value, name) => (out[name] = value));
+    out['content-length'] = String(answer.length);
+    res.writeHead(response.status, out);
+    res.end(answer);
+  }
+
+  const server: Server = createServer(async (req, res) => {
+    inFlight++;
+    res.on('close', () => {
+      if (--inFlight === 0) drained?.();
+    });
+    if (req.url === '/health' || req.url?.startsWith('/health?')) return health(res);
+    if (req.method === 'POST') {
+      const length = req.headers['content-length'];
+      if (length === undefined) return plain(res, 411, 'Content-Length is required');
+      if (Number(length) > maxBodyBytes) return plain(res, 413, `request body is larger than ${maxBodyBytes} bytes`);
+      if (req.url === GRAPHQL_PATH && req.headers['content-type']?.startsWith('application/json') && acceptsPlainJson(req)) {
+        const body = await readBody(req);
+        if (body === null) return;
+        const fast = await fastQueries.answer(req, res, body);
+        if (fast.answered) return;
+        return answerWithYoga(req, res, body, fast.executed);
+      }
+    }
+    return yoga(req, res);
+  });
+  server.keepAliveTimeout = 65_000;
+
+  return {
+    server,
+    /** Resolves when no request is in flight, or after `ms`. */
+    drain(ms: number): Promise<void> {
+      if (inFlight === 0) return Promise.resolve();
+      return Promise.race([new Promise<void>((resolve) => (drained = resolve)), new Promise<void>((resolve) => setTimeout(resolve, ms).unref())]);
+    },
+  };
+}
+
+/** The whole request body as text, or null when the client went away first. */
+function readBody(req: IncomingMessage): Promise<string | null> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    const text = () => Buffer.concat(chunks).toString('utf8');
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => resolve(text()));
+    req.on('error', () => resolve(null));
+    req.on('close', () => resolve(req.complete ? text() : null));
+  });
+}
+
+function plain(res: ServerResponse, status: number, message: string) {
+  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
+  res.end(message);
+}

@@ -1,0 +1,84 @@
+// The GraphQL pipeline: Yoga with every cross-cutting concern as an envelop plugin, and the
+// context each operation runs with.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
+import type { ExecutionResult } from 'graphql';
+import { createYoga, type YogaInitialContext } from 'graphql-yoga';
+import type { Authenticate, Viewer } from '../auth.ts';
+import type { HistoryCache } from '../cache/history-cache.ts';
+import type { Config } from '../config.ts';
+import type { Context, Services } from '../graphql/context.ts';
+import { errorMasker } from '../graphql/errors.ts';
+import { buildSchema } from '../graphql/index.ts';
+import type { Logger } from '../logger.ts';
+import { MessagePageLoader } from '../services/message-pages.ts';
+import type { Database } from '../store/database.ts';
+import { useExecutedResult } from './fast-queries.ts';
+import { useSharedSubscriptionEvents } from './shared-subscription-events.ts';
+
+export const GRAPHQL_PATH = '/graphql';
+
+/** `executedResult`: a mutation the fast path already ran (see `useExecutedResult`). */
+export type ServerContext = { req?: IncomingMessage; res?: ServerResponse; viewer?: Viewer; executedResult?: ExecutionResult };
+
+export interface PipelineParts {
+  db: Database;
+  cache: HistoryCache;
+  services: Services;
+  authenticate: Authenticate;
+  logger: Logger;
+  /** Aborted when the server shuts down: subscriptions end on it. */
+  shutdown: AbortSignal;
+}
+
+export function createPipeline(config: Config, { db, cache, services, authenticate, logger, shutdown }: PipelineParts) {
+  function contextFor(viewer: Viewer): Context {
+    return {
+      viewer,
+      db: db.prisma,
+      services,
+      messagePages: new MessagePageLoader(db.store, cache, viewer.userId),
+      shutdown,
+    };
+  }
+  const yoga = createYoga<ServerContext, Context>({
+    schema: buildSchema(),
+    graphqlEndpoint: GRAPHQL_PATH,
+    graphiql: config.GRAPHIQL ? { title: 'Parley' } : false,
+    landingPage: false,
+    // Yoga's own limit pipes every body through a stream; the HTTP handler checks Content-Length.
+    maxRequestBodySize: false,
+    logging: yogaLogger(logger),
+    maskedErrors: { maskError: errorMasker(logger) },
+    plugins: [
+      useSharedSubscriptionEvents(),
+      useExecutedResult(),
+      EnvelopArmorPlugin({
+        maxDepth: { n: 12 },
+        costLimit: { maxCost: 20_000 },
+        maxAliases: { n: 15 },
+        maxTokens: { n: 2000 },
+        maxDirectives: { n: 50 },
+      }),
+    ],
+    context: async ({ request, viewer: connectedViewer, connectionParams }: YogaInitialContext & ServerContext & { connectionParams?: unknown }) =>
+      contextFor(connectedViewer ?? (await authenticate(request?.headers.get('authorization') ?? authorizationParam(connectionParams)))),
+  });
+  return { yoga, contextFor };
+}
+
+export type Yoga = ReturnType<typeof createPipeline>['yoga'];
+
+/** The token of a graphql-ws or SSE connection's parameters. */
+export function authorizationParam(connectionParams: unknown): string | undefined {
+  const value = (connectionParams as { authorization?: unknown; Authorization?: unknown } | undefined | null) ?? {};
+  const header = value.authorization ?? value.Authorization;
+  return typeof header === 'string' ? header : undefined;
+}
+
+/** Yoga logs a few debug lines per request: they must cost nothing unless debug is on. */
+function yogaLogger(logger: Logger) {
+  const level = (name: 'debug' | 'info' | 'warn' | 'error') =>
+    logger.isLevelEnabled(name) ? (...args: unknown[]) => logger[name](args.map(String).join(' ')) : () => {};
+  return { debug: level('debug'), info: level('info'), warn: level('warn'), error: level('error') };
+}

@@ -1,0 +1,149 @@
+// The storage port: everything the domain services read and write, in their words. One adapter
+// per way of talking to the database (Prisma on every provider; PostgreSQL's named statements for
+// the few that every reply runs). Services get a Store and never see a client or SQL.
+// Every read that takes a userId returns only that user's rows.
+import type { FinalStatus, MessageStatus, Role } from '../model.ts';
+import type { Conversation, ConversationQuery, JsonObject, JsonValue, Message, MessageQuery, UserConfigRow } from './rows.ts';
+
+/** Rows to read: `limit + 1` after `after` and before `before`, from the end when `fromEnd`. */
+export interface PageWindow<Key> {
+  limit: number;
+  fromEnd: boolean;
+  after?: Key;
+  before?: Key;
+}
+
+/** The list order of conversations: newest `updatedAt` first, then `id` descending. */
+export interface ConversationKey {
+  updatedAt: Date;
+  id: string;
+}
+
+export interface ConversationChanges {
+  title?: string | null;
+  archived?: boolean;
+}
+
+export interface NewMessage {
+  role: Role;
+  content: string;
+  tokenCount: number | null;
+  metadata?: JsonValue;
+}
+
+/** What sendMessage writes: the user's message and a STREAMING assistant message, all or nothing. */
+export interface NewExchange {
+  userId: string;
+  /** null: a new conversation. */
+  conversationId: string | null;
+  content: string;
+  tokenCount: number;
+  clientMessageId: string | null;
+  /** The assistant message's model and preset, read while the first writes go out. */
+  settings: Promise<{ model: string; presetId: string | null }>;
+  leaseMs: number;
+}
+
+export interface SavedExchange {
+  conversation: Conversation;
+  userMessage: Message;
+  assistantMessage: Message;
+}
+
+/** What a reply's end writes; null model, metadata and prompt tokens leave the saved ones. */
+export interface ReplyEnd {
+  status: FinalStatus;
+  content: string;
+  error: string | null;
+  finishReason: string | null;
+  model: string | null;
+  metadata: JsonObject | null;
+  promptTokens: number | null;
+  completionTokens: number;
+}
+
+/** A reply's status and text as saved. */
+export interface ReplyState {
+  status: MessageStatus;
+  error: string | null;
+  content: string;
+}
+
+/** The history rows a prompt is built from. */
+export type HistoryRow = Pick<Message, 'id' | 'seq' | 'role' | 'content' | 'tokenCount' | 'completionTokens' | 'status'>;
+
+/** A user's settings as the API may change them. */
+export type UserConfigChanges = Partial<Omit<UserConfigRow, 'userId' | 'createdAt' | 'updatedAt'>>;
+
+export interface MessagePagesRequest {
+  userId: string;
+  conversationIds: string[];
+  window: PageWindow<number>;
+  /** Columns to read (the keys always come too), or undefined: every column. */
+  columns?: ReadonlySet<string>;
+  /** Also count each conversation's messages, when the adapter can do so in the same query. */
+  withTotals?: boolean;
+}
+
+export interface MessagePages {
+  /** Each conversation's rows in window order, at most `limit + 1` each. */
+  rows: Message[];
+  /** Message counts per conversation, when they came with the rows. */
+  totals?: Map<string, number>;
+}
+
+export interface ConversationStore {
+  findConversation(userId: string, id: string, query?: ConversationQuery): Promise<Conversation | null>;
+  /** Up to `limit + 1` conversations in list order (from the other end when `fromEnd`). */
+  listConversations(userId: string, archived: boolean | null | undefined, window: PageWindow<ConversationKey>, query?: ConversationQuery): Promise<Conversation[]>;
+  createConversation(userId: string, title: string | null, query?: ConversationQuery): Promise<Conversation>;
+  /** null when the conversation is missing or not the user's. */
+  updateConversation(userId: string, id: string, changes: ConversationChanges, query?: ConversationQuery): Promise<Conversation | null>;
+  /** Deletes the conversation and its messages; false when it is missing or not the user's. */
+  deleteConversation(userId: string, id: string): Promise<boolean>;
+  setTitleIfUntitled(conversationId: string, title: string): Promise<void>;
+}
+
+export interface MessageStore {
+  /** Appends a message with the next seq, to a new conversation when the id is null. NOT_FOUND for a foreign one. */
+  appendMessage(userId: string, conversationId: string | null, message: NewMessage, query?: MessageQuery): Promise<Message>;
+  /** Deletes every message; null when the conversation is missing or not the user's. */
+  clearMessages(userId: string, conversationId: string): Promise<number | null>;
+  /** The newest `take` messages, oldest first; null when the conversation is not the user's. */
+  recentMessages(userId: string, conversationId: string, take: number): Promise<Message[] | null>;
+  /** Up to `take` messages before `beforeSeq`, newest first. */
+  messagesBefore(userId: string, conversationId: string, beforeSeq: number, take: number): Promise<HistoryRow[]>;
+  /** How many messages with one of `statuses` come before `beforeSeq`. */
+  countMessagesBefore(userId: string, conversationId: string, beforeSeq: number, statuses: readonly MessageStatus[]): Promise<number>;
+  messagePages(request: MessagePagesRequest): Promise<MessagePages>;
+  countMessages(userId: string, conversationIds: string[]): Promise<Map<string, number>>;
+  findMessage(userId: string, id: string, query?: MessageQuery): Promise<Message | null>;
+}
+
+export interface ReplyStore {
+  /** Throws DuplicateKeyError('clientMessageId') when the user already used the key, NOT_FOUND for a foreign conversation. */
+  saveExchange(exchange: NewExchange): Promise<SavedExchange>;
+  /** The exchange saved with the user's clientMessageId, if any. */
+  findExchange(userId: string, clientMessageId: string): Promise<SavedExchange | null>;
+  /** The user's message's state; null when it is missing or not theirs. */
+  replyState(userId: string, messageId: string): Promise<ReplyState | null>;
+  /** The state of a message whatever its owner; null when it is gone. */
+  replyStateById(messageId: string): Promise<ReplyState | null>;
+  replyOwner(messageId: string): Promise<{ userId: string; conversationId: string; content: string } | null>;
+  /** Saves how a reply ended, unless it already ended; returns how many rows changed. */
+  saveReplyEnd(messageId: string, end: ReplyEnd): Promise<number>;
+  /** The prompt metadata of a reply that someone else ended. */
+  saveReplyPrompt(messageId: string, metadata: JsonObject, promptTokens: number | null): Promise<void>;
+  renewLeases(messageIds: string[], until: Date): Promise<void>;
+  /** Saves the text of a reply still STREAMING. */
+  checkpointReply(messageId: string, content: string): Promise<void>;
+  /** Ids of STREAMING replies whose lease expired (all of them with `everything`). */
+  orphanedReplies(everything: boolean, limit: number): Promise<string[]>;
+}
+
+export interface UserConfigStore {
+  userConfig(userId: string): Promise<UserConfigRow | null>;
+  saveUserConfig(userId: string, changes: UserConfigChanges): Promise<UserConfigRow>;
+}
+
+export interface Store extends ConversationStore, MessageStore, ReplyStore, UserConfigStore {}
