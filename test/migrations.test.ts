@@ -1,10 +1,14 @@
 // Migrations apply from empty on all three databases, a second run is a no-op, and on SQLite and
-// PostgreSQL Prisma's own schema engine agrees: same bookkeeping, no drift from the schema.
+// PostgreSQL Prisma's own schema engine agrees: same bookkeeping, no drift from the schema. The
+// Wasm engine cannot read MySQL, so there the database's columns, keys, indexes and foreign keys
+// are compared with prisma/mysql/schema.prisma directly.
+import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { applyMigrations, MigrationError, pendingMigrations, readMigrations } from '../src/store/migrate.ts';
-import { migrationsDir } from '../src/store/migrate.ts';
+import { applyMigrations, MigrationError, migrationsDir, pendingMigrations, readMigrations } from '../src/store/migrate.ts';
+import { providerSchemaPath } from '../scripts/render-prisma-schemas.ts';
 import { adapterFactoryFor, diffDatabaseToSchema, migrationList, noFilters, openSchemaEngine } from '../scripts/schema-engine.ts';
 import { ALL_PROVIDERS, createTestDatabase, mysqlAdmin, type TestDatabase } from './support/databases.ts';
+import { type DeclaredKey, declaredKeys, describeKey } from './support/prisma-keys.ts';
 
 const created: TestDatabase[] = [];
 afterAll(async () => {
@@ -70,7 +74,124 @@ describe('MySQL migrations against prisma/mysql/schema.prisma', () => {
       }
     }
   });
+
+  it('create every primary key, unique constraint, index and foreign key the schema declares, and no others', async () => {
+    const db = await freshDatabase('mysql');
+    await applyMigrations(db.url);
+    const declared = declaredKeys(readFileSync(providerSchemaPath('mysql'), 'utf8'));
+    // The schema reader sees what Prisma's own datamodel sees: the same ids, unique constraints and relations.
+    const { getDatamodel } = await import('../src/generated/pothos-types.ts');
+    for (const [model, { fields, primaryKey, uniqueIndexes }] of Object.entries(getDatamodel().datamodel.models)) {
+      const count = (kind: string) => declared.filter((k) => k.model === model && k.kind === kind).length;
+      expect(count('PRIMARY KEY'), model).toBe(primaryKey || fields.some((f) => f.isId) ? 1 : 0);
+      expect(count('UNIQUE'), model).toBe(uniqueIndexes.length + fields.filter((f) => f.isUnique).length);
+      expect(count('FOREIGN KEY'), model).toBe(fields.filter((f) => (f.relationFromFields?.length ?? 0) > 0).length);
+    }
+    expect(declared.filter((k) => k.kind === 'INDEX').length).toBeGreaterThan(0);
+    expect(keyDifferences(declared, await mysqlKeys(db.url, declared))).toEqual({ missing: [], unexpected: [], misnamed: [] });
+  });
+
+  it('the key check notices a missing unique constraint, a reordered index, a lost DESC, a changed ON DELETE and a renamed index', async () => {
+    const db = await freshDatabase('mysql');
+    await applyMigrations(db.url);
+    const name = new URL(db.url).pathname.slice(1);
+    await mysqlAdmin(async (c) => {
+      await c.query(`USE \`${name}\``);
+      await c.query('DROP INDEX `Message_userId_clientMessageId_key` ON `Message`');
+      await c.query('DROP INDEX `Message_status_leaseExpiresAt_idx` ON `Message`');
+      await c.query('CREATE INDEX `Message_status_leaseExpiresAt_idx` ON `Message`(`leaseExpiresAt`, `status`)');
+      await c.query('DROP INDEX `Conversation_userId_archived_updatedAt_id_idx` ON `Conversation`');
+      await c.query('CREATE INDEX `Conversation_userId_archived_updatedAt_id_idx` ON `Conversation`(`userId`, `archived`, `updatedAt` DESC, `id`)');
+      await c.query('ALTER TABLE `Message` DROP FOREIGN KEY `Message_conversationId_fkey`');
+      await c.query('ALTER TABLE `Message` ADD CONSTRAINT `Message_conversationId_fkey` FOREIGN KEY (`conversationId`) REFERENCES `Conversation`(`id`) ON DELETE RESTRICT ON UPDATE CASCADE');
+      await c.query('ALTER TABLE `Message` RENAME INDEX `Message_conversationId_seq_key` TO `Message_seq_key`');
+    });
+    const declared = declaredKeys(readFileSync(providerSchemaPath('mysql'), 'utf8'));
+    const differences = keyDifferences(declared, await mysqlKeys(db.url, declared));
+    expect(differences.missing).toEqual([
+      'Conversation INDEX (userId, archived, updatedAt DESC, id DESC)',
+      'Message FOREIGN KEY (conversationId) REFERENCES Conversation (id) ON DELETE CASCADE ON UPDATE CASCADE',
+      'Message INDEX (status, leaseExpiresAt)',
+      'Message UNIQUE (userId, clientMessageId)',
+    ]);
+    expect(differences.unexpected).toEqual([
+      'Conversation INDEX (userId, archived, updatedAt DESC, id)',
+      'Message FOREIGN KEY (conversationId) REFERENCES Conversation (id) ON DELETE RESTRICT ON UPDATE CASCADE',
+      'Message INDEX (leaseExpiresAt, status)',
+    ]);
+    expect(differences.misnamed).toEqual(['Message UNIQUE Message_conversationId_seq_key (conversationId, seq)']);
+  });
 });
+
+/** The keys of the schema's tables in a MySQL/MariaDB database, read from information_schema. */
+async function mysqlKeys(url: string, declared: DeclaredKey[]): Promise<DeclaredKey[]> {
+  const database = new URL(url).pathname.slice(1);
+  const tables = [...new Set(declared.map((k) => k.table))];
+  type Row = { t: string; name: string; kind: string; col: string; collation: string | null; refTable: string | null; refCol: string | null; onDelete: string | null; onUpdate: string | null };
+  const rows = (await mysqlAdmin(async (c) => [
+    // Primary keys, unique constraints and foreign keys, their columns in order. STATISTICS adds
+    // the sort order of an index column (A or D), REFERENTIAL_CONSTRAINTS the ON DELETE/UPDATE rules.
+    ...((await c.query(
+      `SELECT tc.TABLE_NAME AS t, tc.CONSTRAINT_NAME AS name, tc.CONSTRAINT_TYPE AS kind, k.COLUMN_NAME AS col, s.COLLATION AS collation,
+              k.REFERENCED_TABLE_NAME AS refTable, k.REFERENCED_COLUMN_NAME AS refCol, r.DELETE_RULE AS onDelete, r.UPDATE_RULE AS onUpdate
+         FROM information_schema.TABLE_CONSTRAINTS tc
+         JOIN information_schema.KEY_COLUMN_USAGE k
+           ON k.CONSTRAINT_SCHEMA = tc.CONSTRAINT_SCHEMA AND k.TABLE_SCHEMA = tc.TABLE_SCHEMA AND k.TABLE_NAME = tc.TABLE_NAME AND k.CONSTRAINT_NAME = tc.CONSTRAINT_NAME
+         LEFT JOIN information_schema.STATISTICS s
+           ON tc.CONSTRAINT_TYPE <> 'FOREIGN KEY' AND s.TABLE_SCHEMA = tc.TABLE_SCHEMA AND s.TABLE_NAME = tc.TABLE_NAME AND s.INDEX_NAME = tc.CONSTRAINT_NAME AND s.COLUMN_NAME = k.COLUMN_NAME
+         LEFT JOIN information_schema.REFERENTIAL_CONSTRAINTS r
+           ON r.CONSTRAINT_SCHEMA = tc.CONSTRAINT_SCHEMA AND r.TABLE_NAME = tc.TABLE_NAME AND r.CONSTRAINT_NAME = tc.CONSTRAINT_NAME
+        WHERE tc.TABLE_SCHEMA = ? AND tc.CONSTRAINT_TYPE IN ('PRIMARY KEY', 'UNIQUE', 'FOREIGN KEY')
+        ORDER BY tc.TABLE_NAME, tc.CONSTRAINT_NAME, k.ORDINAL_POSITION`,
+      [database],
+    )) as Row[]),
+    // Indexes that are not unique (unique ones are the UNIQUE constraints above).
+    ...((await c.query(
+      `SELECT TABLE_NAME AS t, INDEX_NAME AS name, 'INDEX' AS kind, COLUMN_NAME AS col, COLLATION AS collation,
+              NULL AS refTable, NULL AS refCol, NULL AS onDelete, NULL AS onUpdate
+         FROM information_schema.STATISTICS
+        WHERE TABLE_SCHEMA = ? AND NON_UNIQUE = 1
+        ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX`,
+      [database],
+    )) as Row[]),
+  ])) as Row[];
+  const keys = new Map<string, DeclaredKey>();
+  for (const row of rows.filter((r) => tables.includes(r.t))) {
+    const id = `${row.t}\0${row.kind}\0${row.name}`;
+    let key = keys.get(id);
+    if (!key) {
+      key = { table: row.t, kind: row.kind as DeclaredKey['kind'], name: row.name, columns: [] };
+      if (row.kind === 'FOREIGN KEY') key.references = { table: row.refTable!, columns: [], onDelete: row.onDelete!, onUpdate: row.onUpdate! };
+      keys.set(id, key);
+    }
+    key.columns.push({ column: row.col, desc: row.collation === 'D' });
+    if (key.references) key.references.columns.push(row.refCol!);
+  }
+  const all = [...keys.values()];
+  // InnoDB adds an index, named after the constraint, for a foreign key that no index starts
+  // with. Prisma does not declare those.
+  const foreignKeys = all.filter((k) => k.kind === 'FOREIGN KEY');
+  return all.filter(
+    (k) => !(k.kind === 'INDEX' && foreignKeys.some((fk) => fk.table === k.table && fk.name === k.name && describeKey({ ...fk, kind: 'INDEX', references: undefined }) === describeKey(k))),
+  );
+}
+
+/** What differs between the declared and the actual keys: by definition, then by name. */
+function keyDifferences(declared: DeclaredKey[], actual: DeclaredKey[]) {
+  const want = declared.map((k) => describeKey(k, false)).sort();
+  const have = actual.map((k) => describeKey(k, false)).sort();
+  const named = new Set(actual.map((k) => describeKey(k)));
+  return {
+    missing: want.filter((k) => !have.includes(k)),
+    unexpected: have.filter((k) => !want.includes(k)),
+    // Present, but under another name than the schema's (or Prisma's default). MySQL names have
+    // at most 64 characters; Prisma shortens longer default names, which is not modelled here.
+    misnamed: declared
+      .filter((k) => have.includes(describeKey(k, false)) && k.name.length <= 64 && !named.has(describeKey(k)))
+      .map((k) => describeKey(k))
+      .sort(),
+  };
+}
 
 describe('a failing migration', () => {
   it('is recorded, stops the deploy, and blocks later deploys until resolved', async () => {
