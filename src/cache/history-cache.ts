@@ -14,7 +14,7 @@
 // Redis failures never fail a request: every call is bounded by the command timeout, and while
 // Redis is unavailable the cache stands aside and the database answers.
 import type { Redis } from 'ioredis';
-import type { Message } from '../generated/prisma/sqlite/client.ts';
+import type { Message } from '../store/rows.ts';
 import type { Logger } from '../logger.ts';
 
 // KEYS: entry, version, epoch, writers. Returns {entry JSON} when it belongs to the current
