@@ -11,6 +11,8 @@ import type { SchemaEngine, MigrationList } from '@prisma/schema-engine-wasm';
 import { PrismaLibSql } from '@prisma/adapter-libsql';
 import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
+import { databaseProvider } from '../src/config.ts';
+import { pgConnectionOptions } from '../src/store/dialects/postgresql.ts';
 import { readMigrations } from '../src/store/migrate.ts';
 
 const require = createRequire(import.meta.url);
@@ -96,15 +98,10 @@ function readPgCharAsText(): void {
 
 /** A driver adapter factory for the engine, from a file: or postgresql:// URL. */
 export function adapterFactoryFor(url: string): SqlMigrationAwareDriverAdapterFactory {
-  if (url.startsWith('file:')) return new PrismaLibSql({ url });
+  const provider = databaseProvider(url);
+  if (provider === 'sqlite') return new PrismaLibSql({ url });
+  if (provider !== 'postgresql') throw new Error(`the Wasm schema engine cannot drive ${provider ?? 'this'} database`);
   readPgCharAsText();
   // Discrete fields: pg ignores a database override next to a connection string.
-  const u = new URL(url);
-  return new PrismaPg({
-    host: u.hostname,
-    port: Number(u.port || 5432),
-    user: decodeURIComponent(u.username),
-    password: decodeURIComponent(u.password),
-    database: decodeURIComponent(u.pathname.slice(1)),
-  });
+  return new PrismaPg(pgConnectionOptions(url));
 }

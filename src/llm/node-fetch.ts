@@ -1,7 +1,7 @@
 // The `fetch` the openai client is given: the same request over node:http(s) keep-alive agents.
 // Node's built-in fetch (undici's WHATWG implementation) was the largest single cost of a reply
-// on the generating instance: per model request it spent about twice the CPU of this path, which
-// builds only the Response the client reads. Bodies it does not know (streams, forms) go to the
+// on the generating instance (BENCHMARKS.md); this path builds only the Response the client
+// reads. Bodies it does not know (streams, forms) go to the
 // built-in fetch.
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';

@@ -1,6 +1,6 @@
 // Answers operations that Parley has already seen and validated without going through Yoga's
-// request pipeline (Fetch API objects, envelop hooks, content negotiation), which cost more than
-// the work of a cached `history` read, and a third of a `sendMessage`. Only what is certainly
+// request pipeline (Fetch API objects, envelop hooks, content negotiation), which costs more than
+// the work of a cached `history` read (BENCHMARKS.md has the figures). Only what is certainly
 // identical takes this path: a JSON POST that accepts plain JSON, a document of queries and
 // mutations that passed Yoga's own parse and validation (with the armor limits) once, a valid
 // token, and a result without errors. Every error is answered by Yoga, so error formats, masking

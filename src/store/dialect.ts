@@ -54,3 +54,22 @@ export interface Dialect {
 export class MigrationError extends Error {
   override name = 'MigrationError';
 }
+
+/** Host, port, user, password and database of a server's URL, decoded. */
+export function urlConnectionFields(url: string, defaultPort: number) {
+  const u = new URL(url);
+  return {
+    host: u.hostname,
+    port: u.port ? Number(u.port) : defaultPort,
+    user: decodeURIComponent(u.username),
+    password: decodeURIComponent(u.password),
+    database: decodeURIComponent(u.pathname.slice(1)),
+  };
+}
+
+/** The same server's URL, naming another database. */
+export function withDatabase(serverUrl: string, database: string): string {
+  const url = new URL(serverUrl);
+  url.pathname = `/${database}`;
+  return url.toString();
+}

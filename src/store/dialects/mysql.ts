@@ -1,26 +1,13 @@
 // MySQL and MariaDB through the mariadb driver.
 import * as mariadb from 'mariadb';
-import { MigrationError, type Db, type Dialect } from '../dialect.ts';
+import { MigrationError, urlConnectionFields, withDatabase, type Db, type Dialect } from '../dialect.ts';
 
 // Prisma's advisory lock key, so that Parley and `prisma migrate deploy` exclude each other.
 const ADVISORY_LOCK_KEY = 72707369;
 
 /** Connection fields of a mysql:// URL, in the shape of the mariadb driver's options. */
 export function mysqlConnectionOptions(url: string): mariadb.ConnectionConfig {
-  const u = new URL(url.replace(/^mariadb:/, 'mysql:'));
-  return {
-    host: u.hostname,
-    port: u.port ? Number(u.port) : 3306,
-    user: decodeURIComponent(u.username),
-    password: decodeURIComponent(u.password),
-    database: decodeURIComponent(u.pathname.slice(1)),
-  };
-}
-
-function withDatabase(adminUrl: string, database: string): string {
-  const url = new URL(adminUrl);
-  url.pathname = `/${database}`;
-  return url.toString();
+  return urlConnectionFields(url.replace(/^mariadb:/, 'mysql:'), 3306);
 }
 
 async function asAdmin(adminUrl: string, statement: string): Promise<void> {

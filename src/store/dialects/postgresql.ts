@@ -1,27 +1,14 @@
 // PostgreSQL through pg: Parley creates the pool, Prisma's adapter and the store's named
 // statements share it.
 import pg from 'pg';
-import type { Db, Dialect } from '../dialect.ts';
+import { urlConnectionFields, withDatabase, type Db, type Dialect } from '../dialect.ts';
 
 // Prisma's advisory lock key, so that Parley and `prisma migrate deploy` exclude each other.
 const ADVISORY_LOCK_KEY = 72707369;
 
 /** Connection fields of a postgresql:// URL: pg ignores a database override next to a connection string. */
 export function pgConnectionOptions(url: string): pg.ClientConfig {
-  const u = new URL(url);
-  return {
-    host: u.hostname,
-    port: Number(u.port || 5432),
-    user: decodeURIComponent(u.username),
-    password: decodeURIComponent(u.password),
-    database: decodeURIComponent(u.pathname.slice(1)),
-  };
-}
-
-function withDatabase(adminUrl: string, database: string): string {
-  const url = new URL(adminUrl);
-  url.pathname = `/${database}`;
-  return url.toString();
+  return urlConnectionFields(url, 5432);
 }
 
 async function asAdmin(adminUrl: string, statement: string): Promise<void> {
