@@ -5,7 +5,6 @@ import type { Config } from '../config.ts';
 import { createLogger, type Logger } from '../logger.ts';
 import type { Database } from '../store/database.ts';
 import { compose } from './compose.ts';
-import { FastQueries } from './fast-queries.ts';
 import { healthCheck } from './health.ts';
 import { createHttpServer } from './http.ts';
 import { createWebSocketServer } from './websocket.ts';
@@ -38,21 +37,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   }
   const { db, redis, cache, broker, services, authenticate } = await compose(config, { logger, onQuery: options.onQuery });
   const shutdown = new AbortController();
-  const { yoga, contextFor } = createPipeline(config, { db, cache, services, authenticate, logger, shutdown: shutdown.signal });
-  const fastQueries = new FastQueries({
-    schema: yoga.getEnveloped({}).schema,
-    prepare(query) {
-      const { schema, parse, validate } = yoga.getEnveloped({});
-      try {
-        const document = parse(query);
-        return validate(schema, document).length === 0 ? document : null;
-      } catch {
-        return null;
-      }
-    },
-    authenticate,
-    contextFor,
-  });
+  const { yoga, fastQueries } = createPipeline(config, { db, cache, services, authenticate, logger, shutdown: shutdown.signal });
   const http = createHttpServer({ yoga, fastQueries, health: healthCheck(db, redis, cache), maxBodyBytes: config.MAX_BODY_BYTES });
   const { server } = http;
   const ws = createWebSocketServer(server, yoga, authenticate, config.MAX_BODY_BYTES);

@@ -1,5 +1,5 @@
-// The GraphQL pipeline: Yoga with every cross-cutting concern as an envelop plugin, and the
-// context each operation runs with.
+// The GraphQL pipeline: Yoga with every cross-cutting concern as an envelop plugin, the context
+// each operation runs with, and the fast path for operations Yoga already validated.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import type { ExecutionResult } from 'graphql';
@@ -13,7 +13,7 @@ import { buildSchema } from '../graphql/index.ts';
 import type { Logger } from '../logger.ts';
 import { MessagePageLoader } from '../services/message-pages.ts';
 import type { Database } from '../store/database.ts';
-import { useExecutedResult } from './fast-queries.ts';
+import { FastQueries, useExecutedResult } from './fast-queries.ts';
 import { useSharedSubscriptionEvents } from './shared-subscription-events.ts';
 
 export const GRAPHQL_PATH = '/graphql';
@@ -64,7 +64,22 @@ export function createPipeline(config: Config, { db, cache, services, authentica
     context: async ({ request, viewer: connectedViewer, connectionParams }: YogaInitialContext & ServerContext & { connectionParams?: unknown }) =>
       contextFor(connectedViewer ?? (await authenticate(request?.headers.get('authorization') ?? authorizationParam(connectionParams)))),
   });
-  return { yoga, contextFor };
+  // Known operations, once Yoga's own parse and validation (armor limits included) passed them.
+  const fastQueries = new FastQueries({
+    schema: yoga.getEnveloped({}).schema,
+    prepare(query) {
+      const { schema, parse, validate } = yoga.getEnveloped({});
+      try {
+        const document = parse(query);
+        return validate(schema, document).length === 0 ? document : null;
+      } catch {
+        return null;
+      }
+    },
+    authenticate,
+    contextFor,
+  });
+  return { yoga, fastQueries };
 }
 
 export type Yoga = ReturnType<typeof createPipeline>['yoga'];
