@@ -12,6 +12,9 @@ import type { MessagePages, MessagePagesRequest, NewExchange, PageWindow, ReplyE
 
 const { empty, join, raw, sql: fragment } = Prisma;
 
+// Read whatever the operation selects: what identifies, pages and owns a row.
+const KEY_COLUMNS = new Set(['id', 'conversationId', 'userId', 'seq']);
+
 export class PgStore extends PrismaStore {
   override readonly pagesCarryTotals = true;
 
@@ -103,12 +106,14 @@ export class PgStore extends PrismaStore {
    * rows come back with the same types as Prisma's model queries here (the contract test checks).
    */
   override async messagePages(request: MessagePagesRequest): Promise<MessagePages> {
-    const { userId, conversationIds: ids, window, columns: read, withTotals } = request;
+    const { userId, conversationIds: ids, window, columns: read } = request;
+    // Counts come with the rows only when the window covers whole conversations (no cursor).
+    const withTotals = request.withTotals === true && window.after === undefined && window.before === undefined;
     if (ids.length === 1 && !withTotals) return super.messagePages(request);
     const order = window.fromEnd ? 'desc' : 'asc';
     const perConversation = window.limit + 1;
     // Names from the model's own list only, in its order.
-    const columns = raw(MESSAGE_COLUMNS.filter((c) => !read || read.has(c)).map((c) => `"${c}"`).join(', '));
+    const columns = raw(MESSAGE_COLUMNS.filter((c) => !read || read.has(c) || KEY_COLUMNS.has(c)).map((c) => `"${c}"`).join(', '));
     const total = withTotals ? fragment`, (COUNT(*) OVER (PARTITION BY "conversationId"))::int AS total` : empty;
     const rows = await this.db.$queryRaw<(Message & { total?: number })[]>`
       SELECT ${columns}${withTotals ? raw(', total') : empty} FROM (

@@ -127,7 +127,7 @@ export class PrismaStore implements Store {
     const seqRange = { gt: window.after, lt: window.before };
     const order = window.fromEnd ? 'desc' : 'asc';
     if (ids.length === 1) {
-      return { rows: await this.db.message.findMany({ where: { conversationId: ids[0], seq: seqRange }, orderBy: { seq: order }, take: window.limit + 1 }) };
+      return { rows: await this.db.message.findMany({ where: { conversationId: ids[0], userId, seq: seqRange }, orderBy: { seq: order }, take: window.limit + 1 }) };
     }
     const picked = await this.db.$queryRaw<{ id: string }[]>`
       SELECT ${this.name('id')} AS id FROM (

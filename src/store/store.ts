@@ -81,7 +81,7 @@ export interface MessagePagesRequest {
   window: PageWindow<number>;
   /** Columns to read (the keys always come too), or undefined: every column. */
   columns?: ReadonlySet<string>;
-  /** Also count each conversation's messages, when the adapter can do so in the same query. */
+  /** Also count each conversation's messages, when the adapter can do so in the same query (whole conversations: no cursor). */
   withTotals?: boolean;
 }
 
