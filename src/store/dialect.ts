@@ -37,6 +37,8 @@ export interface MigrationConnection {
   query<Row>(sql: string, params?: unknown[]): Promise<Row[]>;
   /** Excludes other runners (Parley's and Prisma's own) until close. */
   lock(): Promise<void>;
+  /** After each migration: fails when it left what the database could not check while it ran. */
+  verify(): Promise<void>;
   close(): Promise<void>;
   migrationsTableDdl: string;
   now: string;

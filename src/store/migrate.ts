@@ -44,10 +44,10 @@ export function migrationsDir(provider: DatabaseProvider): string {
  * Applies every pending migration and returns the names applied, in order.
  * Concurrent callers on PostgreSQL and MySQL wait for each other on an advisory lock.
  */
-export async function applyMigrations(url: string, log: (msg: string) => void = () => {}): Promise<string[]> {
+export async function applyMigrations(url: string, log: (msg: string) => void = () => {}, options: { migrationsDir?: string } = {}): Promise<string[]> {
   const provider = databaseProvider(url);
   if (!provider) throw new MigrationError(UNSUPPORTED_URL);
-  const migrations = await readMigrations(migrationsDir(provider));
+  const migrations = await readMigrations(options.migrationsDir ?? migrationsDir(provider));
   const conn = await DIALECTS[provider].connectForMigrations(url);
   try {
     await conn.lock();
@@ -76,6 +76,7 @@ export async function applyMigrations(url: string, log: (msg: string) => void = 
       );
       try {
         await conn.script(migration.script);
+        await conn.verify();
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
         await conn.query('UPDATE _prisma_migrations SET logs = ? WHERE id = ?', [message, id]);

@@ -2,8 +2,8 @@
 import * as mariadb from 'mariadb';
 import { MigrationError, urlConnectionFields, withDatabase, type Db, type Dialect } from '../dialect.ts';
 
-// Prisma's advisory lock key, so that Parley and `prisma migrate deploy` exclude each other.
-const ADVISORY_LOCK_KEY = 72707369;
+// The named lock `prisma migrate deploy` takes, so that Parley and Prisma exclude each other.
+const MIGRATION_LOCK = 'prisma_migrate';
 
 /** Connection fields of a mysql:// URL, in the shape of the mariadb driver's options. */
 export function mysqlConnectionOptions(url: string): mariadb.ConnectionConfig {
@@ -40,9 +40,10 @@ export const mysql: Dialect = {
         return (Array.isArray(result) ? result : []) as Row[];
       },
       lock: async () => {
-        const [row] = await conn.query(`SELECT GET_LOCK('${ADVISORY_LOCK_KEY}', 60) AS locked`);
+        const [row] = await conn.query('SELECT GET_LOCK(?, 60) AS locked', [MIGRATION_LOCK]);
         if (Number(row?.locked) !== 1) throw new MigrationError('timed out waiting for the migration lock');
       },
+      verify: async () => {},
       close: () => conn.end(),
       now: 'CURRENT_TIMESTAMP(3)',
       migrationsTableDdl: `CREATE TABLE IF NOT EXISTS _prisma_migrations (

@@ -61,6 +61,7 @@ export const postgresql: Dialect = {
       lock: async () => {
         await client.query(`SELECT pg_advisory_lock(${ADVISORY_LOCK_KEY})`);
       },
+      verify: async () => {},
       close: () => client.end(),
       now: 'now()',
       migrationsTableDdl: `CREATE TABLE IF NOT EXISTS "_prisma_migrations" (

@@ -2,7 +2,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { createClient, type Transaction } from '@libsql/client';
-import type { Dialect } from '../dialect.ts';
+import { MigrationError, type Dialect } from '../dialect.ts';
 
 /** The absolute path of a `file:` URL, relative paths taken from the working directory. */
 export function sqliteFilePath(url: string): string {
@@ -34,9 +34,20 @@ export const sqlite: Dialect = {
       script: (sql) => session.executeMultiple(sql),
       query: async <Row>(sql: string, params: unknown[] = []) => (await session.execute({ sql, args: params as never })).rows as unknown as Row[],
       // One writer at a time: a second process waits here, then sees the first one's work.
+      // Foreign keys go off first: inside a transaction `PRAGMA foreign_keys` is a no-op, and a
+      // table redefinition (Prisma's way to alter a SQLite table) would cascade-delete every row
+      // that points at the table it drops.
       lock: async () => {
         await client.execute('PRAGMA busy_timeout = 30000');
+        await client.execute('PRAGMA foreign_keys = OFF');
         session = transaction = await client.transaction('write');
+      },
+      verify: async () => {
+        const broken = await session.execute('PRAGMA foreign_key_check');
+        if (broken.rows.length > 0) {
+          const tables = [...new Set(broken.rows.map((row) => String(row.table)))].join(', ');
+          throw new MigrationError(`the migration left ${broken.rows.length} rows whose foreign keys point nowhere (in ${tables})`);
+        }
       },
       close: async () => {
         await transaction?.commit();
