@@ -143,15 +143,22 @@ export class RedisBroker implements StreamBroker {
       this.channels.set(channel, listeners);
     }
     listeners.add(onEvent);
-    // Every call awaits the SUBSCRIBE reply, so no event published after this returns is missed.
-    await this.options.subscriber.subscribe(channel);
-    return () => {
+    const stop = () => {
       listeners.delete(onEvent);
       if (listeners.size === 0 && this.channels.get(channel) === listeners) {
         this.channels.delete(channel);
         this.options.subscriber.unsubscribe(channel).catch(() => {});
       }
     };
+    // Every call awaits the SUBSCRIBE reply, so no event published after this returns is missed.
+    try {
+      await this.options.subscriber.subscribe(channel);
+    } catch (error) {
+      // A caller that was refused holds no handle to stop with: nothing of it may stay behind.
+      stop();
+      throw error;
+    }
+    return stop;
   }
 
   async requestStop(messageId: string): Promise<void> {
