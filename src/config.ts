@@ -129,6 +129,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   });
   const ids = presets.map((p) => p.id);
   if (new Set(ids).size !== ids.length) problems.push('LLM_PRESETS: preset ids must be unique');
+  // These ids name the presets Parley makes itself; a configured one would shadow or be shadowed.
+  for (const [i, id] of ids.entries()) {
+    if (id === 'default' && config.LLM_API_URL) problems.push(`LLM_PRESETS.${i}.id: "default" is the preset made from LLM_API_URL and LLM_MODEL; pick another id`);
+    if (id === 'local-echo') problems.push(`LLM_PRESETS.${i}.id: "local-echo" is the built-in model's id; pick another id`);
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return { ...config, GRAPHIQL: config.GRAPHIQL ?? config.NODE_ENV !== 'production', LLM_PRESETS: presets };
 }

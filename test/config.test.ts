@@ -42,4 +42,12 @@ describe('configuration', () => {
     })();
     expect(error?.problems.map((p) => p.split(':')[0])).toEqual(['PORT', 'LOG_LEVEL']);
   });
+
+  it('refuses an LLM_PRESETS id that would collide with a preset Parley makes itself', () => {
+    const preset = (id: string) => JSON.stringify([{ id, name: id, baseUrl: 'http://127.0.0.1:9/v1', model: 'm' }]);
+    expect(() => loadConfig({ LLM_API_URL: 'http://127.0.0.1:9/v1', LLM_MODEL: 'm', LLM_PRESETS: preset('default') })).toThrow(/LLM_PRESETS\.0\.id: "default" is the preset made from LLM_API_URL/);
+    expect(() => loadConfig({ LLM_PRESETS: preset('local-echo') })).toThrow(/LLM_PRESETS\.0\.id: "local-echo" is the built-in/);
+    // Without LLM_API_URL there is no preset called default: the id is free.
+    expect(loadConfig({ LLM_PRESETS: preset('default') }).LLM_PRESETS.map((p) => p.id)).toEqual(['default']);
+  });
 });

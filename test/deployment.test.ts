@@ -1,6 +1,7 @@
 // What can be checked of the deployment files without a Docker engine: the compose file parses,
 // its Parley service sets only variables Parley reads, and the README documents every variable.
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { CONFIG_VARIABLES, loadConfig } from '../src/config.ts';
@@ -48,5 +49,19 @@ describe('deployment files', () => {
     const { prestart, start } = JSON.parse(readFileSync('package.json', 'utf8')).scripts as Record<string, string>;
     expect(dockerfile).toContain(`RUN ${prestart}\n`);
     expect(dockerfile).toContain(`CMD ${JSON.stringify(start!.split(' '))}`.replace(/","/g, '", "'));
+  });
+
+  it('the Dockerfile lets its unprivileged user create the default SQLite database', () => {
+    const dockerfile = readFileSync('Dockerfile', 'utf8');
+    const workdir = /^WORKDIR (\S+)$/m.exec(dockerfile)?.[1];
+    const user = /^USER (\S+)$/m.exec(dockerfile)?.[1];
+    expect(user).toBeDefined();
+    expect(user).not.toBe('root');
+    const file = loadConfig({}).DATABASE_URL.replace(/^file:/, '');
+    const dir = path.posix.dirname(path.posix.resolve(workdir!, file));
+    // The directory is made and handed to the user before the image switches to it.
+    const beforeUser = dockerfile.slice(0, dockerfile.indexOf(`USER ${user}`));
+    expect(beforeUser).toContain(`mkdir -p ${dir}`);
+    expect(beforeUser).toMatch(new RegExp(`chown ${user}:${user} ${dir.replace(/\//g, '\\/')}`));
   });
 });

@@ -28,7 +28,7 @@ export function modelPresets(config: Config): ModelPresets {
   if (config.LLM_API_URL && config.LLM_MODEL) {
     all.push({ id: 'default', name: `Default (${config.LLM_MODEL})`, model: config.LLM_MODEL, baseUrl: config.LLM_API_URL, apiKey: config.LLM_API_KEY });
   }
-  all.push(...config.LLM_PRESETS.filter((p) => p.id !== LOCAL_ECHO.id));
+  all.push(...config.LLM_PRESETS);
   all.push(LOCAL_ECHO);
   const byId = new Map(all.map((p) => [p.id, p]));
   return { all, default: all[0]!, find: (id) => byId.get(id) };
