@@ -5,6 +5,8 @@ import { unauthenticated } from './errors.ts';
 
 export interface Viewer {
   userId: string;
+  /** When the token it came with expires (ms since the epoch); a connection ends then. */
+  expiresAt?: number;
 }
 
 export const LOCAL_USER: Viewer = { userId: 'local' };
@@ -28,7 +30,7 @@ export function createAuthenticator(secret: string | undefined): Authenticate {
       if (typeof sub !== 'string' || !USER_ID.test(sub)) {
         throw unauthenticated(`the token's sub claim must be a user id of 1 to ${MAX_USER_ID_LENGTH} characters, without surrounding spaces or control characters`);
       }
-      return { userId: sub };
+      return typeof payload.exp === 'number' ? { userId: sub, expiresAt: payload.exp * 1000 } : { userId: sub };
     } catch (error) {
       if (error instanceof errors.JWTExpired) throw unauthenticated('the token has expired');
       if (error instanceof errors.JOSEError) throw unauthenticated('the token is invalid');

@@ -53,6 +53,7 @@ const envSchema = z.object({
   GRAPHIQL: booleanFlag.optional(),
   MAX_CONTENT_CHARS: positiveInt(10_000_000).default(100_000),
   MAX_BODY_BYTES: positiveInt(100 * 1024 * 1024).default(2 * 1024 * 1024),
+  MAX_SUBSCRIPTIONS_PER_CONNECTION: positiveInt(100_000).default(100),
   SHUTDOWN_TIMEOUT_MS: positiveInt(600_000).default(10_000),
 
   REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').optional(),

@@ -40,7 +40,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   const { yoga, fastQueries } = createPipeline(config, { db, cache, services, authenticate, logger, shutdown: shutdown.signal });
   const http = createHttpServer({ yoga, fastQueries, health: healthCheck(db, redis, cache), maxBodyBytes: config.MAX_BODY_BYTES });
   const { server } = http;
-  const ws = createWebSocketServer(server, yoga, authenticate, config.MAX_BODY_BYTES);
+  const ws = createWebSocketServer(server, yoga, authenticate, { maxPayload: config.MAX_BODY_BYTES, maxSubscriptionsPerConnection: config.MAX_SUBSCRIPTIONS_PER_CONNECTION });
 
   let url = '';
   return {

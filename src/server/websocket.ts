@@ -3,20 +3,30 @@
 import type { Server } from 'node:http';
 import { GraphQLError, type ExecutionArgs } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
-import { WebSocketServer } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import type { Authenticate, Viewer } from '../auth.ts';
 import { authorizationParam, GRAPHQL_PATH, type Yoga } from './yoga.ts';
 
 type Enveloped = { execute: (args: ExecutionArgs) => never; subscribe: (args: ExecutionArgs) => never };
 
-export function createWebSocketServer(server: Server, yoga: Yoga, authenticate: Authenticate, maxPayload: number) {
-  const wsServer = new WebSocketServer({ server, path: GRAPHQL_PATH, maxPayload });
-  const ws = useServer<Record<string, unknown>, { viewer: Viewer }>(
+export interface WebSocketLimits {
+  maxPayload: number;
+  maxSubscriptionsPerConnection: number;
+}
+
+// setTimeout's longest delay; a later expiry is checked again then.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+export function createWebSocketServer(server: Server, yoga: Yoga, authenticate: Authenticate, limits: WebSocketLimits) {
+  const wsServer = new WebSocketServer({ server, path: GRAPHQL_PATH, maxPayload: limits.maxPayload });
+  const ws = useServer<Record<string, unknown>, { viewer: Viewer; socket: WebSocket }>(
     {
       connectionInitWaitTimeout: 3000,
       onConnect: async (ctx) => {
         try {
           ctx.extra.viewer = await authenticate(authorizationParam(ctx.connectionParams));
+          const { expiresAt } = ctx.extra.viewer;
+          if (expiresAt !== undefined) closeWhenExpired(ctx.extra.socket, expiresAt);
           // The upgrade request (headers, socket references) is not needed after this: an idle
           // connection should not keep it alive.
           (ctx.extra as { request?: unknown }).request = undefined;
@@ -28,6 +38,10 @@ export function createWebSocketServer(server: Server, yoga: Yoga, authenticate: 
       execute: (args: ExecutionArgs) => (args.rootValue as Enveloped).execute(args),
       subscribe: (args: ExecutionArgs) => (args.rootValue as Enveloped).subscribe(args),
       onSubscribe: async (ctx, _id, payload) => {
+        // This operation is counted already.
+        if (Object.keys(ctx.subscriptions).length > limits.maxSubscriptionsPerConnection) {
+          return [new GraphQLError(`a connection may run at most ${limits.maxSubscriptionsPerConnection} operations at once`, { extensions: { code: 'TOO_MANY_SUBSCRIPTIONS' } })];
+        }
         const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
           viewer: ctx.extra.viewer,
           params: payload,
@@ -53,6 +67,17 @@ export function createWebSocketServer(server: Server, yoga: Yoga, authenticate: 
     },
     wsServer,
   );
+  /** A connection lives no longer than its token: then it closes as an onConnect refusal does (4403). */
+  function closeWhenExpired(socket: WebSocket, expiresAt: number): void {
+    const delay = expiresAt - Date.now();
+    const timer = setTimeout(() => {
+      if (Date.now() >= expiresAt) socket.close(4403, 'Forbidden: the token has expired');
+      else closeWhenExpired(socket, expiresAt);
+    }, Math.max(0, Math.min(delay, MAX_TIMER_MS)));
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
+  }
+
   return {
     /** Closes every connection and stops accepting new ones. */
     async close(): Promise<void> {
