@@ -15,6 +15,7 @@ import type { FinalStatus } from '../src/model.ts';
 import { UserConfigService } from '../src/services/user-config.ts';
 import { openDatabase, type Database } from '../src/store/database.ts';
 import { applyMigrations } from '../src/store/migrate.ts';
+import type { Message } from '../src/store/rows.ts';
 import type { Store } from '../src/store/store.ts';
 import type { AppendResult, SealResult, StreamBroker, StreamEvent } from '../src/streaming/events.ts';
 import { MemoryBroker } from '../src/streaming/memory-broker.ts';
@@ -216,14 +217,19 @@ describe('ReplyFinalizer: one winner', () => {
       const deltas = ['Hello', ', ', 'wor', 'ld', ` (round ${round})`];
       const reply = await streamingReply(f.db, f.broker, { deltas, checkpoint: 'Hello, wo' });
       const calls = shuffled(Array.from({ length: 20 }, (_, i) => outcomeFor(i, reply)));
+      // Every other round a caller with text of its own goes first (and so seals first).
+      if (round % 2 === 0) calls.unshift(...calls.splice(calls.findIndex((c) => c.local), 1));
       // Separate finalizers, as on separate instances sharing the broker and the store; half of
       // them start a little later, while the first ones are saving.
-      const results = await Promise.all(
+      const racing = Promise.all(
         calls.map(async ({ outcome, local }, i) => {
           if (i % 2) await sleep(Math.random() * 3);
           return new ReplyFinalizer(f.db.store, f.cache, f.broker, logger).finalize(reply.id, outcome, local);
         }),
       );
+      // The generating instance, still publishing, comes too late: the first call has sealed the log.
+      expect(await f.broker.append(reply.id, { seq: deltas.length, delta: 'late', done: false, status: 'STREAMING' })).toBe('sealed');
+      const results = await racing;
       expect(results.filter(Boolean)).toHaveLength(1);
       const winner = calls[results.indexOf(true)]!;
 
@@ -372,36 +378,61 @@ describe('ChatService: stop racing the end of a generation', () => {
   }
 
   it('every time, exactly one terminal event, saved status STOPPED or COMPLETE, saved content the logged deltas', async () => {
-    // How long a reply takes here, so that the stops land before, around and after its end.
-    const started = Date.now();
-    const calibration = await sendReply('calibrate');
-    await calibration.generation.done;
-    const lasts = Math.max(20, Date.now() - started);
-    expect((await rowOf(f.db, calibration.id))!.status).toBe('COMPLETE');
-
+    // Which party's finalize won each time: a STOPPED call that lost is a stop beaten by completion.
+    const finalizer = (chat.service as unknown as { finalizer: ReplyFinalizer }).finalizer;
+    const finalize = finalizer.finalize.bind(finalizer);
     const seen: Record<string, number> = {};
+    finalizer.finalize = async (...args) => {
+      const won = await finalize(...args);
+      const key = `${args[1].status} ${won ? 'won' : 'lost'}`;
+      seen[key] = (seen[key] ?? 0) + 1;
+      return won;
+    };
     const iterations = 30;
-    for (let i = 0; i < iterations; i++) {
-      const { id, generation } = await sendReply(`race number ${i}`);
-      const delay = Math.floor((i / (iterations - 1)) * lasts * 1.4 + Math.random() * 10);
-      await sleep(delay);
-      const stopped = await chat.service.stop(viewer, id);
-      await generation.done;
+    try {
+      for (let i = 0; i < iterations; i++) {
+        const { id, generation } = await sendReply(`race number ${i}`);
+        let stopped: Message;
+        if (i < 4) {
+          // Before the first delta, or just after it.
+          await sleep(i * 10);
+          stopped = await chat.service.stop(viewer, id);
+        } else {
+          // Timed off the reply's own events: a stop during its last word or two, and one that
+          // lands as the generation publishes its last delta and finalizes.
+          const trigger = i % 2 ? 3 : 2;
+          const after = Math.random() * (i % 2 ? 6 : 25);
+          stopped = await new Promise<Message>((resolve, reject) => {
+            let fired = false;
+            void f.broker.listen(id, (event) => {
+              if (fired || (event.seq < trigger && !event.done)) return;
+              fired = true;
+              const stop = () => chat.service.stop(viewer, id).then(resolve, reject);
+              // Sometimes in the very turn the last delta is appended, ahead of the generation's seal.
+              if (i % 4 === 1) stop();
+              else setTimeout(stop, after);
+            });
+          });
+        }
+        await generation.done;
 
-      const row = (await rowOf(f.db, id))!;
-      expect(['STOPPED', 'COMPLETE']).toContain(row.status);
-      expect(stopped.status).toBe(row.status);
-      expect(stopped.content).toBe(row.content);
-      seen[row.status] = (seen[row.status] ?? 0) + 1;
-      const log = await f.broker.read(id, 0);
-      const { content, terminal } = wellFormed(log);
-      expect(terminal.status).toBe(row.status);
-      expect(content).toBe(row.content);
-      if (row.status === 'COMPLETE') expect(row.content).toMatch(/^You said: race number \d+/);
+        const row = (await rowOf(f.db, id))!;
+        expect(['STOPPED', 'COMPLETE']).toContain(row.status);
+        expect(stopped.status).toBe(row.status);
+        expect(stopped.content).toBe(row.content);
+        seen[row.status] = (seen[row.status] ?? 0) + 1;
+        const log = await f.broker.read(id, 0);
+        const { content, terminal } = wellFormed(log);
+        expect(terminal.status).toBe(row.status);
+        expect(content).toBe(row.content);
+        if (row.status === 'COMPLETE') expect(row.content).toBe('You said: race number ');
+      }
+    } finally {
+      Reflect.deleteProperty(finalizer, 'finalize');
     }
-    // Stopped at once it is STOPPED: the race was run from both sides.
+    // The first stops land before any delta: those at least are STOPPED.
     expect(seen.STOPPED).toBeGreaterThan(0);
-    console.info(`stop vs. completion over ${iterations} races (a reply lasts ~${lasts} ms):`, seen);
+    console.info(`stop vs. completion over ${iterations} races:`, seen);
   });
 
   it('concurrent stops of one reply: one ends it, every caller gets the saved message', async () => {
@@ -458,7 +489,11 @@ describe('LeaseKeeper: recovery racing live generations and other instances', ()
       let finished = false;
       void generation.done.then(() => (finished = true));
       // Sweep as fast as the database answers, through the generation's last deltas and its end.
-      while (!finished) await Promise.all(keepers.map((k) => k.recover(false)));
+      // (SQLite answers without a turn of the event loop: yield one, or the model's timers starve.)
+      while (!finished) {
+        await Promise.all(keepers.map((k) => k.recover(false)));
+        await new Promise((resolve) => setImmediate(resolve));
+      }
       await Promise.all(keepers.map((k) => k.recover(false)));
 
       const row = (await rowOf(f.db, id))!;
