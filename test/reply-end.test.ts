@@ -354,6 +354,21 @@ describe('ReplyFinalizer: one winner', () => {
     }
     expect(broken.seals).toBe(12);
   });
+
+  it('a reply ended during a broker outage, finalized again once the broker is back: the log ends as the row did, and the late caller is no winner', async () => {
+    const deltas = ['seen ', 'live'];
+    const reply = await streamingReply(f.db, f.broker, { deltas, checkpoint: 'seen live' });
+    // During the outage: the conditional update alone ends it.
+    expect(await new ReplyFinalizer(f.db.store, f.cache, new SealFailingBroker(f.broker), logger).finalize(reply.id, { status: 'STOPPED' })).toBe(true);
+    const ended = (await rowOf(f.db, reply.id))!;
+    expect(ended.status).toBe('STOPPED');
+    // Back: another party (recovery, a stop elsewhere) tries to end it too.
+    expect(await new ReplyFinalizer(f.db.store, f.cache, f.broker, logger).finalize(reply.id, { status: 'INTERRUPTED', error: INTERRUPTED_ERROR })).toBe(false);
+    expect(await rowOf(f.db, reply.id)).toEqual(ended);
+    const { content, terminal } = wellFormed(await f.broker.read(reply.id, 0));
+    expect(content).toBe(deltas.join(''));
+    expect(terminal).toEqual({ seq: deltas.length, delta: '', done: true, status: 'STOPPED', error: null });
+  });
 });
 
 describe('ChatService: stop racing the end of a generation', () => {

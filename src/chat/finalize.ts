@@ -93,6 +93,8 @@ export class ReplyFinalizer {
     }
     events.push({ seq, delta: '', done: true, status: saved?.status ?? outcome.status, error: saved?.error ?? null });
     await terminal(events);
-    return true;
+    // Sealed, but the row had ended already (by the database alone, during a broker outage): the
+    // log now ends as the row did, and whoever saved that end was the winner, not this caller.
+    return count === 1;
   }
 }
