@@ -406,9 +406,13 @@ describe('chat settings without an encryption key', () => {
   it('refuses to store an API key', async () => {
     const server = await startParley();
     try {
-      const error = errorOf(await server.client().mutate(UpdateUserConfig, { input: { apiKey: 'sk-x' } }));
+      const apiKey = 'sk-live-5ecret-do-not-echo';
+      const result = await server.client().mutate(UpdateUserConfig, { input: { apiKey } });
+      const error = errorOf(result);
       expect(error).toMatchObject({ code: 'BAD_USER_INPUT' });
       expect(error.message).toContain('CONFIG_ENCRYPTION_KEY');
+      // The key is a secret: no part of the answer repeats it.
+      expect(JSON.stringify({ errors: result.error?.graphQLErrors, data: result.data })).not.toContain('5ecret');
     } finally {
       await server.stop();
     }

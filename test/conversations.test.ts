@@ -334,6 +334,15 @@ describe.each(ALL_PROVIDERS)('conversations and messages on %s', (provider) => {
       expect(error.message).toContain(field);
     });
 
+    it('keeps a title of exactly 200 characters, on create and on update', async () => {
+      const longest = 'x'.repeat(200);
+      const created = await api.ok(CreateConversation, { input: { title: longest } });
+      expect(created.createConversation.title).toBe(longest);
+      const id = await conversationWith([]);
+      const updated = await api.ok(UpdateConversation, { input: { id, title: 'y'.repeat(200) } });
+      expect(updated.updateConversation.title).toBe('y'.repeat(200));
+    });
+
     it('updateConversation rejects a long title, and NOT_FOUND for a missing id', async () => {
       const id = await conversationWith([]);
       const long = errorOf(await api.mutate(UpdateConversation, { input: { id, title: 'y'.repeat(201) } }));
