@@ -26,9 +26,10 @@ export class LeaseKeeper {
   async start(singleInstance: boolean): Promise<void> {
     await this.recover(singleInstance);
     const every = Math.max(100, Math.floor(this.leaseMs / 3));
-    // Each job skips its turn while its previous run is still going (a slow database), so runs
-    // never stack up; renewals do not wait behind the checkpoints' writes.
-    const renew = guarded(() => this.renew(), (error) => this.logger.error({ err: error }, 'lease heartbeat failed'));
+    // Checkpoints and sweeps skip their turn while their previous run is still going (a slow
+    // database), so they never stack up. Renewals do not skip: a skipped one would let a lease
+    // lapse whenever a renewal takes more than a third of it; they never wait behind checkpoints.
+    const renew = () => void this.renew().catch((error) => this.logger.error({ err: error }, 'lease heartbeat failed'));
     const checkpoint = guarded(() => this.checkpoint(), (error) => this.logger.error({ err: error }, 'reply checkpoint failed'));
     const sweep = guarded(() => this.recover(false), (error) => this.logger.error({ err: error }, 'recovery sweep failed'));
     this.timers.push(
