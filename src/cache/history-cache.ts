@@ -1,6 +1,8 @@
 // The newest messages of each conversation, cached in Redis per user and conversation.
 //
-// Correctness rests on four rules:
+// Correctness rests on five rules:
+// - An entry belongs to one (user, conversation) pair: its key encodes each id on its own, and it
+//   names the pair, which a read and a fill check.
 // - Entries are only ever filled from the database, and only with what a reader saw.
 // - A writer brackets its database change: before it, the conversation's version is bumped, the
 //   entry deleted and an in-flight writer counted (with a TTL, in case the writer dies); after
