@@ -32,7 +32,8 @@ export const NATIVE_TYPES: Record<string, Partial<Record<DatabaseProvider, strin
   code: { postgresql: '@db.VarChar(64)', mysql: '@db.VarChar(64)' },
   // Timestamps with milliseconds; on PostgreSQL with time zone.
   time: { postgresql: '@db.Timestamptz(3)', mysql: '@db.DateTime(3)' },
-  // Message content: up to 16 MiB on MySQL (TEXT stops at 64 KiB). PostgreSQL's text has no limit.
+  // Long text, such as message content and system prompts: up to 16 MiB on MySQL (TEXT stops at
+  // 64 KiB). PostgreSQL's text has no limit.
   body: { mysql: '@db.MediumText' },
   // Free text longer than a MySQL VARCHAR(191), up to 64 KiB.
   text: { mysql: '@db.Text' },

@@ -15,6 +15,14 @@ export const LOCAL_USER: Viewer = { userId: 'local' };
 const MAX_USER_ID_LENGTH = 191;
 // Some databases ignore trailing spaces in comparisons: `ann` and `ann ` must not be one user.
 const USER_ID = new RegExp(`^(?=.{1,${MAX_USER_ID_LENGTH}}$)[^\\s\\p{Cc}](?:[^\\p{Cc}]*[^\\s\\p{Cc}])?$`, 'u');
+// Invisible format characters (zero-width spaces, direction marks) and lone surrogates would make
+// ids that look alike, or cannot be stored, into different users.
+const INVISIBLE = /[\p{Cf}\p{Cs}]/u;
+
+/** Whether `sub` can be a user id as it stands: one spelling per user, nothing hidden. */
+function isUserId(sub: string): boolean {
+  return USER_ID.test(sub) && !INVISIBLE.test(sub) && sub.normalize('NFC') === sub;
+}
 
 export type Authenticate = (authorization: string | null | undefined) => Promise<Viewer>;
 
@@ -27,8 +35,10 @@ export function createAuthenticator(secret: string | undefined): Authenticate {
     try {
       const { payload } = await jwtVerify(match[1], key, { algorithms: ['HS256'] });
       const sub = payload.sub;
-      if (typeof sub !== 'string' || !USER_ID.test(sub)) {
-        throw unauthenticated(`the token's sub claim must be a user id of 1 to ${MAX_USER_ID_LENGTH} characters, without surrounding spaces or control characters`);
+      if (typeof sub !== 'string' || !isUserId(sub)) {
+        throw unauthenticated(
+          `the token's sub claim must be a user id of 1 to ${MAX_USER_ID_LENGTH} characters in Unicode NFC, without surrounding spaces, control or format characters`,
+        );
       }
       return typeof payload.exp === 'number' ? { userId: sub, expiresAt: payload.exp * 1000 } : { userId: sub };
     } catch (error) {

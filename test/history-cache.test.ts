@@ -2,6 +2,7 @@
 // even with two instances writing at once, and Redis dying, freezing and coming back never
 // fails a request, never loses a write, and never lets a stale entry be served.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { historyKeys } from '../src/cache/history-cache.ts';
 import type { Message } from '../src/generated/prisma/sqlite/client.ts';
 import { graphql } from './generated/gql.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
@@ -95,11 +96,14 @@ describe('Redis history cache', () => {
 
   /** The entry as Redis holds it for the current epoch, or null. */
   async function cachedEntry(conversationId: string): Promise<Message[] | null> {
-    const raw = await probe.get(`${prefix}history:{local:${conversationId}}:messages`);
+    const keys = historyKeys(prefix, 'local', conversationId);
+    const raw = await probe.get(keys.entry);
     if (!raw) return null;
-    const epoch = (await probe.get(`${prefix}history-epoch`)) ?? '0';
+    const epoch = (await probe.get(keys.epoch)) ?? '0';
     if (!raw.startsWith(`${epoch}|`)) return null;
-    return JSON.parse(raw.slice(epoch.length + 1));
+    const entry = JSON.parse(raw.slice(epoch.length + 1));
+    expect(entry).toMatchObject({ userId: 'local', conversationId });
+    return entry.messages;
   }
 
   async function newestInDatabase(conversationId: string): Promise<Message[]> {
@@ -350,7 +354,7 @@ describe('Redis history cache', () => {
       await redisServer.restartFromSnapshot();
       await probeReady();
       // The snapshot brought back the entry from before the write.
-      expect((await probe.get(`${prefix}history:{local:${id}}:messages`)) ?? '').toContain('"m3"');
+      expect((await probe.get(historyKeys(prefix, 'local', id).entry)) ?? '').toContain('"m3"');
       await waitFor(() => health(b), (h) => h.body.redis.status === 'up', 5000);
       await waitFor(() => health(a), (h) => h.body.redis.status === 'up', 5000);
       for (const api of [apiB, apiA, apiB]) {

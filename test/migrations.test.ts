@@ -2,9 +2,11 @@
 // PostgreSQL Prisma's own schema engine agrees: same bookkeeping, no drift from the schema. The
 // Wasm engine cannot read MySQL, so there the database's columns, keys, indexes and foreign keys
 // are compared with prisma/mysql/schema.prisma directly.
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { applyMigrations, MigrationError, migrationsDir, pendingMigrations, readMigrations } from '../src/store/migrate.ts';
+import { DIALECTS } from '../src/store/dialects/index.ts';
 import { providerSchemaPath } from '../scripts/render-prisma-schemas.ts';
 import { adapterFactoryFor, diffDatabaseToSchema, migrationList, noFilters, openSchemaEngine } from '../scripts/schema-engine.ts';
 import { ALL_PROVIDERS, createTestDatabase, mysqlAdmin, type TestDatabase } from './support/databases.ts';
@@ -120,6 +122,121 @@ describe('MySQL migrations against prisma/mysql/schema.prisma', () => {
       'Message INDEX (leaseExpiresAt, status)',
     ]);
     expect(differences.misnamed).toEqual(['Message UNIQUE Message_conversationId_seq_key (conversationId, seq)']);
+  });
+});
+
+describe('MySQL: ids compare exactly (migration 20261206000000_exact_ids)', () => {
+  const EXACT_IDS = '20261206000000_exact_ids';
+  const ID_COLUMNS = [
+    'Conversation.id',
+    'Conversation.userId',
+    'Message.clientMessageId',
+    'Message.conversationId',
+    'Message.id',
+    'Message.userId',
+    'UserConfig.presetId',
+    'UserConfig.userId',
+  ];
+  const longPrompt = '中'.repeat(100_000);
+  // Binary collations without trailing-space padding: MariaDB's and MySQL 8's.
+  const NO_PAD_BINARY = ['utf8mb4_nopad_bin', 'utf8mb4_0900_bin'];
+
+  /** A database at the migration before EXACT_IDS, holding rows of two users. */
+  async function populatedBeforeExactIds() {
+    const db = await freshDatabase('mysql');
+    const migrations = await readMigrations(migrationsDir('mysql'));
+    const conn = await DIALECTS.mysql.connectForMigrations(db.url);
+    try {
+      await conn.script(conn.migrationsTableDdl);
+      for (const migration of migrations.slice(0, migrations.findIndex((m) => m.name === EXACT_IDS))) {
+        await conn.script(migration.script);
+        await conn.query(
+          'INSERT INTO _prisma_migrations (id, checksum, migration_name, started_at, finished_at, applied_steps_count) VALUES (?, ?, ?, CURRENT_TIMESTAMP(3), CURRENT_TIMESTAMP(3), 1)',
+          [randomUUID(), migration.checksum, migration.name],
+        );
+      }
+      await conn.script(`
+        INSERT INTO Conversation (id, userId, title, lastSeq, updatedAt) VALUES
+          ('conv-ann', 'ann', 'Ann''s', 3, CURRENT_TIMESTAMP(3)), ('conv-ANN-2', 'ANN', NULL, 1, CURRENT_TIMESTAMP(3));
+        INSERT INTO Message (id, conversationId, userId, seq, role, content, metadata, status, clientMessageId, updatedAt) VALUES
+          ('m1', 'conv-ann', 'ann', 1, 'USER', 'hello', '{"k": [1, 2]}', 'COMPLETE', 'client-1', CURRENT_TIMESTAMP(3)),
+          ('m2', 'CONV-ANN', 'ann', 2, 'ASSISTANT', 'written through a case-insensitive match', NULL, 'COMPLETE', NULL, CURRENT_TIMESTAMP(3)),
+          ('m3', 'conv-ann ', 'ann', 3, 'USER', 'written through a padded match', NULL, 'STREAMING', NULL, CURRENT_TIMESTAMP(3)),
+          ('m4', 'conv-ANN-2', 'ANN', 1, 'USER', 'another user', NULL, 'COMPLETE', 'client-1', CURRENT_TIMESTAMP(3));
+        INSERT INTO UserConfig (userId, presetId, systemPrompt, updatedAt) VALUES ('ann', 'default', 'be brief', CURRENT_TIMESTAMP(3));
+      `);
+    } finally {
+      await conn.close();
+    }
+    return db;
+  }
+
+  const inDatabase = <T,>(url: string, fn: (c: import('mariadb').Connection) => Promise<T>) =>
+    mysqlAdmin(async (c) => {
+      await c.query(`USE \`${new URL(url).pathname.slice(1)}\``);
+      return fn(c);
+    });
+
+  it('runs on a populated database: keeps every row, key and foreign key, and makes every id column binary without padding', async () => {
+    const db = await populatedBeforeExactIds();
+    const rows = (url: string) =>
+      inDatabase(url, async (c) => ({
+        conversations: await c.query('SELECT id, userId, title, lastSeq FROM Conversation ORDER BY BINARY id'),
+        messages: await c.query('SELECT id, userId, seq, role, content, metadata, status, clientMessageId FROM Message ORDER BY BINARY id'),
+        configs: await c.query('SELECT userId, presetId, systemPrompt FROM UserConfig'),
+      }));
+    const before = await rows(db.url);
+    expect(await applyMigrations(db.url)).toEqual([EXACT_IDS]);
+    expect(await rows(db.url)).toEqual(before);
+    // Messages written through a loose match now name their conversation byte for byte.
+    const owners = await inDatabase(db.url, (c) => c.query('SELECT id, conversationId FROM Message ORDER BY BINARY id'));
+    expect(owners).toEqual([
+      { id: 'm1', conversationId: 'conv-ann' },
+      { id: 'm2', conversationId: 'conv-ann' },
+      { id: 'm3', conversationId: 'conv-ann' },
+      { id: 'm4', conversationId: 'conv-ANN-2' },
+    ]);
+    const declared = declaredKeys(readFileSync(providerSchemaPath('mysql'), 'utf8'));
+    expect(keyDifferences(declared, await mysqlKeys(db.url, declared))).toEqual({ missing: [], unexpected: [], misnamed: [] });
+
+    const name = new URL(db.url).pathname.slice(1);
+    const columns = (await mysqlAdmin((c) =>
+      c.query('SELECT CONCAT(TABLE_NAME, ".", COLUMN_NAME) AS col, COLLATION_NAME AS collation, COLUMN_TYPE AS type, IS_NULLABLE AS nullable FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ?', [name]),
+    )) as { col: string; collation: string | null; type: string; nullable: string }[];
+    const collated = columns.filter((c) => ID_COLUMNS.includes(c.col));
+    expect(collated.map((c) => c.col).sort()).toEqual(ID_COLUMNS);
+    for (const column of collated) {
+      expect(NO_PAD_BINARY, column.col).toContain(column.collation);
+      expect(column.type, column.col).toBe('varchar(191)');
+    }
+    expect(columns.find((c) => c.col === 'UserConfig.systemPrompt')).toMatchObject({ type: 'mediumtext', nullable: 'YES' });
+
+    await inDatabase(db.url, async (c) => {
+      // Another case or a trailing space is another id.
+      expect(await c.query("SELECT id FROM Conversation WHERE id IN ('CONV-ANN', 'conv-ann ')")).toEqual([]);
+      expect(await c.query("SELECT userId FROM UserConfig WHERE userId IN ('ANN', 'ann ')")).toEqual([]);
+      await c.query("INSERT INTO Conversation (id, userId, updatedAt) VALUES ('CONV-ANN', 'ann', CURRENT_TIMESTAMP(3)), ('conv-ann ', 'ann', CURRENT_TIMESTAMP(3))");
+      await c.query("INSERT INTO UserConfig (userId, updatedAt) VALUES ('ann ', CURRENT_TIMESTAMP(3))");
+      await c.query("INSERT INTO Message (id, conversationId, userId, seq, role, content, clientMessageId, updatedAt) VALUES ('M1', 'CONV-ANN', 'ann', 1, 'USER', 'x', 'CLIENT-1', CURRENT_TIMESTAMP(3))");
+      // The foreign key is back, exact, and still cascades.
+      await expect(c.query("INSERT INTO Message (id, conversationId, userId, seq, role, content, updatedAt) VALUES ('m9', 'Conv-Ann', 'ann', 9, 'USER', 'x', CURRENT_TIMESTAMP(3))")).rejects.toThrow(/foreign key/i);
+      await c.query("DELETE FROM Conversation WHERE id = 'conv-ann'");
+      expect(await c.query('SELECT id FROM Message ORDER BY BINARY id')).toEqual([{ id: 'M1' }, { id: 'm4' }]);
+      await c.query('UPDATE UserConfig SET systemPrompt = ? WHERE userId = ?', [longPrompt, 'ann']);
+      expect((await c.query("SELECT systemPrompt FROM UserConfig WHERE userId = 'ann'"))[0].systemPrompt).toBe(longPrompt);
+    });
+  });
+
+  it('a database migrated from empty compares ids exactly too', async () => {
+    const db = await freshDatabase('mysql');
+    await applyMigrations(db.url);
+    const name = new URL(db.url).pathname.slice(1);
+    const collations = (await mysqlAdmin((c) =>
+      c.query('SELECT CONCAT(TABLE_NAME, ".", COLUMN_NAME) AS col, COLLATION_NAME AS collation FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ?', [name]),
+    )) as { col: string; collation: string }[];
+    const collated = collations.filter((c) => ID_COLUMNS.includes(c.col));
+    expect(collated.map((c) => c.col).sort()).toEqual(ID_COLUMNS);
+    for (const column of collated) expect(NO_PAD_BINARY, column.col).toContain(column.collation);
   });
 });
 

@@ -1,6 +1,8 @@
 // The newest messages of each conversation, cached in Redis per user and conversation.
 //
-// Correctness rests on four rules:
+// Correctness rests on five rules:
+// - An entry belongs to one (user, conversation) pair: its key encodes each id on its own, and it
+//   names the pair, which a read and a fill check.
 // - Entries are only ever filled from the database, and only with what a reader saw.
 // - A writer brackets its database change: before it, the conversation's version is bumped, the
 //   entry deleted and an in-flight writer counted (with a TTL, in case the writer dies); after
@@ -49,6 +51,28 @@ local writers = redis.call('INCRBY', KEYS[3], ARGV[1])
 if writers <= 0 then redis.call('DEL', KEYS[3]) else redis.call('PEXPIRE', KEYS[3], ARGV[3]) end
 return 1
 `;
+
+/**
+ * The Redis keys of one user's conversation. Each id is encoded on its own (base64url of its UTF-16
+ * code units, so any string, even an ill-formed one, has its own code), and the codes are joined by
+ * `:`, which base64url never uses: two different (user, conversation) pairs never share a key. The
+ * hash tag keeps a conversation's keys together on a Redis Cluster slot.
+ */
+export function historyKeys(prefix: string, userId: string, conversationId: string) {
+  const base = `${prefix}history:{${encodeKeyPart(userId)}:${encodeKeyPart(conversationId)}}`;
+  return { base, entry: `${base}:messages`, version: `${base}:version`, writers: `${base}:writers`, epoch: `${prefix}history-epoch` };
+}
+
+function encodeKeyPart(id: string): string {
+  return Buffer.from(id, 'utf16le').toString('base64url');
+}
+
+/** An entry as stored after its epoch: whose conversation it holds, and its newest messages. */
+interface StoredEntry {
+  userId: string;
+  conversationId: string;
+  messages: Message[];
+}
 
 type CacheRedis = Redis & {
   historyRead(entry: string, version: string, epoch: string, writers: string): Promise<[string] | [null, string | null]>;
@@ -155,9 +179,7 @@ export class RedisHistoryCache implements HistoryCache {
   }
 
   private keys(userId: string, conversationId: string) {
-    // The hash tag keeps a conversation's keys together on a Redis Cluster slot.
-    const base = `${this.options.prefix}history:{${userId}:${conversationId}}`;
-    return { entry: `${base}:messages`, version: `${base}:version`, writers: `${base}:writers`, epoch: `${this.options.prefix}history-epoch` };
+    return historyKeys(this.options.prefix, userId, conversationId);
   }
 
   async read(userId: string, conversationIds: string[]): Promise<Map<string, CacheRead>> {
@@ -180,9 +202,12 @@ export class RedisHistoryCache implements HistoryCache {
       );
       const reads = new Map<string, CacheRead>();
       results.forEach(([cached, version], i) => {
-        if (cached != null) this.counters.hits++;
+        const id = conversationIds[i]!;
+        const messages = cached != null ? this.parsed(userId, id, cached) : null;
+        if (messages) this.counters.hits++;
         else this.counters.misses++;
-        reads.set(conversationIds[i]!, cached != null ? { messages: this.parsed(userId, conversationIds[i]!, cached) } : { version: version ?? null });
+        // An entry of another owner or conversation is never served, nor overwritten by this read.
+        reads.set(id, messages ? { messages } : { version: cached != null ? null : (version ?? null) });
       });
       return reads;
     } catch (error) {
@@ -195,24 +220,29 @@ export class RedisHistoryCache implements HistoryCache {
    * The entry's messages. Parsing 50 messages and their dates was the largest cost of a cache hit:
    * an entry read again unchanged (the same text) reuses the messages parsed last time.
    */
-  private parsed(userId: string, conversationId: string, text: string): Message[] {
-    const key = `${userId}\u0000${conversationId}`;
+  private parsed(userId: string, conversationId: string, text: string): Message[] | null {
+    const key = this.keys(userId, conversationId).base;
     const last = this.lastParsed.get(key);
     if (last && last.text === text) {
       this.lastParsed.delete(key);
       this.lastParsed.set(key, last);
       return last.messages;
     }
-    const messages = reviveMessages(text);
+    const entry = reviveEntry(text);
+    if (!entry || entry.userId !== userId || entry.conversationId !== conversationId) return null;
     if (this.lastParsed.size >= PARSED_ENTRIES) this.lastParsed.delete(this.lastParsed.keys().next().value!);
-    this.lastParsed.set(key, { text, messages });
-    return messages;
+    this.lastParsed.set(key, { text, messages: entry.messages });
+    return entry.messages;
   }
 
   fill(userId: string, conversationId: string, version: string, messages: Message[]): void {
     if (!this.available) return;
+    // Only the conversation's own rows, exactly as named: a database that matched the ids loosely
+    // (another case, trailing spaces) must not give one conversation two entries.
+    if (messages.some((m) => m.userId !== userId || m.conversationId !== conversationId)) return;
     const keys = this.keys(userId, conversationId);
-    this.redis.historyFill(keys.entry, keys.version, keys.epoch, keys.writers, version, JSON.stringify(messages), this.options.ttlMs).catch((error) => this.failed(error, false));
+    const entry: StoredEntry = { userId, conversationId, messages };
+    this.redis.historyFill(keys.entry, keys.version, keys.epoch, keys.writers, version, JSON.stringify(entry), this.options.ttlMs).catch((error) => this.failed(error, false));
   }
 
   writing<T>(userId: string, conversationId: string, change: () => Promise<T>): Promise<T> {
@@ -290,9 +320,17 @@ const DATE_FIELDS = ['createdAt', 'updatedAt', 'leaseExpiresAt'] as const;
 /** How many parsed entries each instance keeps for reuse (most recently read first). */
 const PARSED_ENTRIES = 200;
 
-// Frozen: the same objects go to every reader of an unchanged entry.
-function reviveMessages(json: string): Message[] {
-  const messages = JSON.parse(json) as Message[];
+// Frozen: the same objects go to every reader of an unchanged entry. Null for text that is not an
+// entry of this format (an older one, or anything else found under the key).
+function reviveEntry(json: string): StoredEntry | null {
+  let entry: Partial<StoredEntry> | null;
+  try {
+    entry = JSON.parse(json) as Partial<StoredEntry> | null;
+  } catch {
+    return null;
+  }
+  if (typeof entry?.userId !== 'string' || typeof entry.conversationId !== 'string' || !Array.isArray(entry.messages)) return null;
+  const messages = entry.messages;
   for (const message of messages) {
     for (const field of DATE_FIELDS) {
       const value = message[field] as unknown;
@@ -300,5 +338,5 @@ function reviveMessages(json: string): Message[] {
     }
     Object.freeze(message);
   }
-  return Object.freeze(messages) as Message[];
+  return { userId: entry.userId, conversationId: entry.conversationId, messages: Object.freeze(messages) as Message[] };
 }

@@ -36,6 +36,23 @@ type Documents = {
     "query CacheHistory($id: ID!, $limit: Int) { history(conversationId: $id, limit: $limit) { role content } }": typeof types.CacheHistoryDocument,
     "\n  query CachePage($id: ID!, $last: Int) {\n    conversation(id: $id) {\n      messages(last: $last) {\n        edges { cursor node { id role content status tokenCount metadata createdAt model error } }\n        pageInfo { hasPreviousPage hasNextPage startCursor endCursor }\n      }\n    }\n  }\n": typeof types.CachePageDocument,
     "\n  query CacheList($last: Int) {\n    conversations(first: 50) { edges { node { id messageCount messages(last: $last) { edges { node { id content seq: content status } } pageInfo { hasPreviousPage } } } } }\n  }\n": typeof types.CacheListDocument,
+    "mutation AdvSeed($input: AddMessageInput!) { addMessage(input: $input) { id conversation { id } } }": typeof types.AdvSeedDocument,
+    "mutation AdvTitle($id: ID!, $title: String) { updateConversation(input: { id: $id, title: $title }) { id } }": typeof types.AdvTitleDocument,
+    "mutation AdvConfigure($input: UpdateUserConfigInput!) { updateUserConfig(input: $input) { systemPrompt } }": typeof types.AdvConfigureDocument,
+    "\n  query AdvOwnView($id: ID!) {\n    conversation(id: $id) {\n      id title archived messageCount\n      messages(first: 50) { edges { cursor node { id role content status } } }\n      newest: messages(last: 5) { edges { node { id content } } }\n    }\n    history(conversationId: $id, limit: 20) { role content }\n  }\n": typeof types.AdvOwnViewDocument,
+    "query AdvMine { conversations(first: 100, archived: null) { edges { node { id } } } }": typeof types.AdvMineDocument,
+    "query AdvConfig { userConfig { presetId model baseUrl hasApiKey maxTokens temperature systemPrompt contextTokens } }": typeof types.AdvConfigDocument,
+    "\n  query AdvConversation($id: ID!) { conversation(id: $id) { id title messageCount messages(last: 5) { edges { cursor node { id content } } } } }\n": typeof types.AdvConversationDocument,
+    "\n  query AdvPageAfter($id: ID!, $cursor: String) { conversation(id: $id) { messages(first: 2, after: $cursor) { edges { node { content } } pageInfo { hasNextPage } } } }\n": typeof types.AdvPageAfterDocument,
+    "\n  query AdvPageBefore($id: ID!, $cursor: String) { conversation(id: $id) { messages(last: 2, before: $cursor) { edges { node { content } } pageInfo { hasPreviousPage } } } }\n": typeof types.AdvPageBeforeDocument,
+    "query AdvHistory($id: ID!) { history(conversationId: $id, limit: 5) { role content } }": typeof types.AdvHistoryDocument,
+    "mutation AdvAdd($id: ID!) { addMessage(input: { conversationId: $id, role: USER, content: \"injected\" }) { id content } }": typeof types.AdvAddDocument,
+    "mutation AdvSend($id: ID!) { sendMessage(input: { conversationId: $id, content: \"injected\" }) { assistantMessage { id } } }": typeof types.AdvSendDocument,
+    "mutation AdvUpdate($id: ID!) { updateConversation(input: { id: $id, title: \"pwned\", archived: true }) { id title } }": typeof types.AdvUpdateDocument,
+    "mutation AdvClear($id: ID!) { clearMessages(conversationId: $id) }": typeof types.AdvClearDocument,
+    "mutation AdvDelete($id: ID!) { deleteConversation(id: $id) }": typeof types.AdvDeleteDocument,
+    "mutation AdvStop($id: ID!) { stopGeneration(messageId: $id) { id status content } }": typeof types.AdvStopDocument,
+    "\n  subscription AdvStream($id: ID!, $afterSeq: Int) { messageStream(messageId: $id, afterSeq: $afterSeq) { seq delta done message { content } } }\n": typeof types.AdvStreamDocument,
     "\n  mutation Seed($input: AddMessageInput!) { addMessage(input: $input) { id conversation { id } } }\n": typeof types.SeedDocument,
     "\n  query Owned($id: ID!) {\n    conversation(id: $id) { id title archived messageCount messages(first: 100) { edges { cursor node { content } } } }\n  }\n": typeof types.OwnedDocument,
     "\n  query Mine { conversations(first: 100, archived: null) { edges { node { id title } } } }\n": typeof types.MineDocument,
@@ -75,6 +92,23 @@ const documents: Documents = {
     "query CacheHistory($id: ID!, $limit: Int) { history(conversationId: $id, limit: $limit) { role content } }": types.CacheHistoryDocument,
     "\n  query CachePage($id: ID!, $last: Int) {\n    conversation(id: $id) {\n      messages(last: $last) {\n        edges { cursor node { id role content status tokenCount metadata createdAt model error } }\n        pageInfo { hasPreviousPage hasNextPage startCursor endCursor }\n      }\n    }\n  }\n": types.CachePageDocument,
     "\n  query CacheList($last: Int) {\n    conversations(first: 50) { edges { node { id messageCount messages(last: $last) { edges { node { id content seq: content status } } pageInfo { hasPreviousPage } } } } }\n  }\n": types.CacheListDocument,
+    "mutation AdvSeed($input: AddMessageInput!) { addMessage(input: $input) { id conversation { id } } }": types.AdvSeedDocument,
+    "mutation AdvTitle($id: ID!, $title: String) { updateConversation(input: { id: $id, title: $title }) { id } }": types.AdvTitleDocument,
+    "mutation AdvConfigure($input: UpdateUserConfigInput!) { updateUserConfig(input: $input) { systemPrompt } }": types.AdvConfigureDocument,
+    "\n  query AdvOwnView($id: ID!) {\n    conversation(id: $id) {\n      id title archived messageCount\n      messages(first: 50) { edges { cursor node { id role content status } } }\n      newest: messages(last: 5) { edges { node { id content } } }\n    }\n    history(conversationId: $id, limit: 20) { role content }\n  }\n": types.AdvOwnViewDocument,
+    "query AdvMine { conversations(first: 100, archived: null) { edges { node { id } } } }": types.AdvMineDocument,
+    "query AdvConfig { userConfig { presetId model baseUrl hasApiKey maxTokens temperature systemPrompt contextTokens } }": types.AdvConfigDocument,
+    "\n  query AdvConversation($id: ID!) { conversation(id: $id) { id title messageCount messages(last: 5) { edges { cursor node { id content } } } } }\n": types.AdvConversationDocument,
+    "\n  query AdvPageAfter($id: ID!, $cursor: String) { conversation(id: $id) { messages(first: 2, after: $cursor) { edges { node { content } } pageInfo { hasNextPage } } } }\n": types.AdvPageAfterDocument,
+    "\n  query AdvPageBefore($id: ID!, $cursor: String) { conversation(id: $id) { messages(last: 2, before: $cursor) { edges { node { content } } pageInfo { hasPreviousPage } } } }\n": types.AdvPageBeforeDocument,
+    "query AdvHistory($id: ID!) { history(conversationId: $id, limit: 5) { role content } }": types.AdvHistoryDocument,
+    "mutation AdvAdd($id: ID!) { addMessage(input: { conversationId: $id, role: USER, content: \"injected\" }) { id content } }": types.AdvAddDocument,
+    "mutation AdvSend($id: ID!) { sendMessage(input: { conversationId: $id, content: \"injected\" }) { assistantMessage { id } } }": types.AdvSendDocument,
+    "mutation AdvUpdate($id: ID!) { updateConversation(input: { id: $id, title: \"pwned\", archived: true }) { id title } }": types.AdvUpdateDocument,
+    "mutation AdvClear($id: ID!) { clearMessages(conversationId: $id) }": types.AdvClearDocument,
+    "mutation AdvDelete($id: ID!) { deleteConversation(id: $id) }": types.AdvDeleteDocument,
+    "mutation AdvStop($id: ID!) { stopGeneration(messageId: $id) { id status content } }": types.AdvStopDocument,
+    "\n  subscription AdvStream($id: ID!, $afterSeq: Int) { messageStream(messageId: $id, afterSeq: $afterSeq) { seq delta done message { content } } }\n": types.AdvStreamDocument,
     "\n  mutation Seed($input: AddMessageInput!) { addMessage(input: $input) { id conversation { id } } }\n": types.SeedDocument,
     "\n  query Owned($id: ID!) {\n    conversation(id: $id) { id title archived messageCount messages(first: 100) { edges { cursor node { content } } } }\n  }\n": types.OwnedDocument,
     "\n  query Mine { conversations(first: 100, archived: null) { edges { node { id title } } } }\n": types.MineDocument,
@@ -194,6 +228,74 @@ export function graphql(source: "\n  query CachePage($id: ID!, $last: Int) {\n  
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
 export function graphql(source: "\n  query CacheList($last: Int) {\n    conversations(first: 50) { edges { node { id messageCount messages(last: $last) { edges { node { id content seq: content status } } pageInfo { hasPreviousPage } } } } }\n  }\n"): (typeof documents)["\n  query CacheList($last: Int) {\n    conversations(first: 50) { edges { node { id messageCount messages(last: $last) { edges { node { id content seq: content status } } pageInfo { hasPreviousPage } } } } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "mutation AdvSeed($input: AddMessageInput!) { addMessage(input: $input) { id conversation { id } } }"): (typeof documents)["mutation AdvSeed($input: AddMessageInput!) { addMessage(input: $input) { id conversation { id } } }"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "mutation AdvTitle($id: ID!, $title: String) { updateConversation(input: { id: $id, title: $title }) { id } }"): (typeof documents)["mutation AdvTitle($id: ID!, $title: String) { updateConversation(input: { id: $id, title: $title }) { id } }"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "mutation AdvConfigure($input: UpdateUserConfigInput!) { updateUserConfig(input: $input) { systemPrompt } }"): (typeof documents)["mutation AdvConfigure($input: UpdateUserConfigInput!) { updateUserConfig(input: $input) { systemPrompt } }"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query AdvOwnView($id: ID!) {\n    conversation(id: $id) {\n      id title archived messageCount\n      messages(first: 50) { edges { cursor node { id role content status } } }\n      newest: messages(last: 5) { edges { node { id content } } }\n    }\n    history(conversationId: $id, limit: 20) { role content }\n  }\n"): (typeof documents)["\n  query AdvOwnView($id: ID!) {\n    conversation(id: $id) {\n      id title archived messageCount\n      messages(first: 50) { edges { cursor node { id role content status } } }\n      newest: messages(last: 5) { edges { node { id content } } }\n    }\n    history(conversationId: $id, limit: 20) { role content }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "query AdvMine { conversations(first: 100, archived: null) { edges { node { id } } } }"): (typeof documents)["query AdvMine { conversations(first: 100, archived: null) { edges { node { id } } } }"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "query AdvConfig { userConfig { presetId model baseUrl hasApiKey maxTokens temperature systemPrompt contextTokens } }"): (typeof documents)["query AdvConfig { userConfig { presetId model baseUrl hasApiKey maxTokens temperature systemPrompt contextTokens } }"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query AdvConversation($id: ID!) { conversation(id: $id) { id title messageCount messages(last: 5) { edges { cursor node { id content } } } } }\n"): (typeof documents)["\n  query AdvConversation($id: ID!) { conversation(id: $id) { id title messageCount messages(last: 5) { edges { cursor node { id content } } } } }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query AdvPageAfter($id: ID!, $cursor: String) { conversation(id: $id) { messages(first: 2, after: $cursor) { edges { node { content } } pageInfo { hasNextPage } } } }\n"): (typeof documents)["\n  query AdvPageAfter($id: ID!, $cursor: String) { conversation(id: $id) { messages(first: 2, after: $cursor) { edges { node { content } } pageInfo { hasNextPage } } } }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query AdvPageBefore($id: ID!, $cursor: String) { conversation(id: $id) { messages(last: 2, before: $cursor) { edges { node { content } } pageInfo { hasPreviousPage } } } }\n"): (typeof documents)["\n  query AdvPageBefore($id: ID!, $cursor: String) { conversation(id: $id) { messages(last: 2, before: $cursor) { edges { node { content } } pageInfo { hasPreviousPage } } } }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "query AdvHistory($id: ID!) { history(conversationId: $id, limit: 5) { role content } }"): (typeof documents)["query AdvHistory($id: ID!) { history(conversationId: $id, limit: 5) { role content } }"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "mutation AdvAdd($id: ID!) { addMessage(input: { conversationId: $id, role: USER, content: \"injected\" }) { id content } }"): (typeof documents)["mutation AdvAdd($id: ID!) { addMessage(input: { conversationId: $id, role: USER, content: \"injected\" }) { id content } }"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "mutation AdvSend($id: ID!) { sendMessage(input: { conversationId: $id, content: \"injected\" }) { assistantMessage { id } } }"): (typeof documents)["mutation AdvSend($id: ID!) { sendMessage(input: { conversationId: $id, content: \"injected\" }) { assistantMessage { id } } }"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "mutation AdvUpdate($id: ID!) { updateConversation(input: { id: $id, title: \"pwned\", archived: true }) { id title } }"): (typeof documents)["mutation AdvUpdate($id: ID!) { updateConversation(input: { id: $id, title: \"pwned\", archived: true }) { id title } }"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "mutation AdvClear($id: ID!) { clearMessages(conversationId: $id) }"): (typeof documents)["mutation AdvClear($id: ID!) { clearMessages(conversationId: $id) }"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "mutation AdvDelete($id: ID!) { deleteConversation(id: $id) }"): (typeof documents)["mutation AdvDelete($id: ID!) { deleteConversation(id: $id) }"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "mutation AdvStop($id: ID!) { stopGeneration(messageId: $id) { id status content } }"): (typeof documents)["mutation AdvStop($id: ID!) { stopGeneration(messageId: $id) { id status content } }"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  subscription AdvStream($id: ID!, $afterSeq: Int) { messageStream(messageId: $id, afterSeq: $afterSeq) { seq delta done message { content } } }\n"): (typeof documents)["\n  subscription AdvStream($id: ID!, $afterSeq: Int) { messageStream(messageId: $id, afterSeq: $afterSeq) { seq delta done message { content } } }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */

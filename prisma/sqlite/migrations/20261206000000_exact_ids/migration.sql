@@ -1,0 +1,2 @@
+-- Nothing to change here. The migration of the same name makes MySQL/MariaDB compare ids exactly,
+-- as this database already does, and widens UserConfig.systemPrompt, which is unbounded text here.
