@@ -6,7 +6,7 @@ import { parse } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALL_PROVIDERS } from './support/databases.ts';
 import { startParley, tokenFor, TEST_JWT_SECRET, type TestServer } from './support/parley.ts';
-import { redisNamespace } from './support/redis.ts';
+import { REDIS_URL, redisNamespace } from './support/redis.ts';
 import { subscribeSse, subscribeWs, wsClient } from './support/subscriptions.ts';
 
 type GraphQLErrorJson = { message: string; extensions?: { code?: string } };
@@ -38,7 +38,7 @@ const UNSTORABLE = [NUL, LONE_HIGH, LONE_LOW, '\ud83d', 'x\ude00'];
 const CreateConversation = `mutation($title: String) { createConversation(input: { title: $title }) { id title } }`;
 const UpdateConversation = `mutation($input: UpdateConversationInput!) { updateConversation(input: $input) { id title } }`;
 const AddMessage = `mutation($input: AddMessageInput!) { addMessage(input: $input) { id content metadata tokenCount } }`;
-const SendMessage = `mutation($input: SendMessageInput!) { sendMessage(input: $input) { userMessage { id } assistantMessage { id } } }`;
+const SendMessage = `mutation($input: SendMessageInput!) { sendMessage(input: $input) { conversation { id } userMessage { id } assistantMessage { id } } }`;
 const UpdateUserConfig = `mutation($input: UpdateUserConfigInput!) { updateUserConfig(input: $input) { model baseUrl systemPrompt presetId hasApiKey } }`;
 const Messages = `query($id: ID!, $after: String, $before: String, $first: Int, $last: Int) {
   conversation(id: $id) { messages(after: $after, before: $before, first: $first, last: $last) { edges { cursor node { id content metadata } } } } }`;
@@ -56,7 +56,7 @@ describe.each(ALL_PROVIDERS)('refusals on %s', (provider) => {
       provider,
       env: {
         AUTH_JWT_SECRET: TEST_JWT_SECRET,
-        REDIS_URL: 'redis://127.0.0.1:6379',
+        REDIS_URL,
         REDIS_KEY_PREFIX: redis.prefix,
         CONFIG_ENCRYPTION_KEY: randomBytes(32).toString('hex'),
         ALLOW_CUSTOM_BASE_URL: 'true',
@@ -250,6 +250,26 @@ describe.each(ALL_PROVIDERS)('refusals on %s', (provider) => {
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     expect(await hits()).toBeGreaterThanOrEqual(hitsBefore + 2);
+
+    // Written as a literal in the document, the key is kept too.
+    const literal = await post(server, token, `mutation { addMessage(input: { conversationId: "${id}", role: USER, content: "literal", metadata: { __proto__: { polluted: true }, n: [1] } }) { id } }`);
+    expect(literal.errors).toBeUndefined();
+    const literalRow = await server.app.db.prisma.message.findUniqueOrThrow({ where: { id: (literal.data!.addMessage as { id: string }).id } });
+    expect(Object.hasOwn(literalRow.metadata as object, '__proto__')).toBe(true);
+    expect(literalRow.metadata).toEqual(JSON.parse('{"__proto__":{"polluted":true},"n":[1]}'));
+  });
+
+  it('a title cut from the first words never splits a character in two', async () => {
+    // One word of 90 units with an emoji across the cut at 79: the cut moves before it.
+    const content = `${'x'.repeat(78)}😀${'x'.repeat(10)}`;
+    const sent = await post(server, token, SendMessage, { input: { content, maxTokens: 1 } });
+    const id = (sent.data!.sendMessage as { conversation: { id: string } }).conversation.id;
+    let title: string | null = null;
+    for (let i = 0; i < 100 && title === null; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      title = ((await post(server, token, `query($id: ID!) { conversation(id: $id) { title } }`, { id })).data!.conversation as { title: string | null }).title;
+    }
+    expect(title).toBe(`${'x'.repeat(78)}…`);
   });
 
   it('a number JSON cannot carry (1e999 overflows to Infinity) is BAD_USER_INPUT, not null', async () => {
