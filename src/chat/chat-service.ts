@@ -2,9 +2,10 @@
 // replies this instance generates. Every way a reply ends goes through the ReplyFinalizer.
 import type { Viewer } from '../auth.ts';
 import type { HistoryCache } from '../cache/history-cache.ts';
-import { notFound } from '../errors.ts';
+import { badInput, notFound } from '../errors.ts';
 import type { ModelClientOptions } from '../llm/model-client.ts';
 import type { Logger } from '../logger.ts';
+import { isStorableText } from '../services/input.ts';
 import type { UserConfigService } from '../services/user-config.ts';
 import type { Message } from '../store/rows.ts';
 import type { SavedExchange, Store } from '../store/store.ts';
@@ -69,6 +70,7 @@ export class ChatService {
 
   /** Stops a reply from any instance; a finished message comes back unchanged. */
   async stop(viewer: Viewer, messageId: string): Promise<Message> {
+    if (!isStorableText(messageId)) throw notFound('message');
     const message = await this.store.findMessage(viewer.userId, messageId);
     if (!message) throw notFound('message');
     if (message.status !== 'STREAMING') return message;
@@ -92,7 +94,11 @@ export class ChatService {
     return message;
   }
 
-  follow(viewer: Viewer, messageId: string, afterSeq: number, shutdown: AbortSignal): Promise<AsyncGenerator<FollowedEvent>> {
+  /** `afterSeq`: the last seq the client has, -1 for none; no reply has more than maxEvents. */
+  async follow(viewer: Viewer, messageId: string, afterSeq: number, shutdown: AbortSignal): Promise<AsyncGenerator<FollowedEvent>> {
+    const lastSeq = this.options.maxEvents - 1;
+    if (afterSeq < -1 || afterSeq > lastSeq) throw badInput('afterSeq', `must be between -1 and ${lastSeq}`);
+    if (!isStorableText(messageId)) throw notFound('message');
     return this.follower.follow(viewer, messageId, afterSeq, shutdown);
   }
 

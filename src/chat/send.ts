@@ -3,9 +3,9 @@
 import { z } from 'zod';
 import type { Viewer } from '../auth.ts';
 import type { HistoryCache } from '../cache/history-cache.ts';
-import { DuplicateKeyError } from '../errors.ts';
+import { DuplicateKeyError, notFound } from '../errors.ts';
 import { countTokens } from '../llm/tokens.ts';
-import { parseInput } from '../services/input.ts';
+import { isStorableText, parseInput, storableText } from '../services/input.ts';
 import { maxTokensSchema, modelNameSchema, temperatureSchema, type ModelSettings, type UserConfigService } from '../services/user-config.ts';
 import type { SavedExchange, Store } from '../store/store.ts';
 
@@ -28,12 +28,11 @@ export class ExchangeSender {
   ) {
     this.schema = z.object({
       conversationId: z.string().nullish(),
-      content: z
-        .string()
+      content: storableText()
         .refine((s) => s.trim().length > 0, 'must not be empty')
         .refine((s) => s.length <= options.maxContentChars, `must be at most ${options.maxContentChars} characters`),
-      clientMessageId: z.string().min(1, 'must not be empty').max(128, 'must be at most 128 characters').nullish(),
-      presetId: z.string().nullish(),
+      clientMessageId: storableText().min(1, 'must not be empty').max(128, 'must be at most 128 characters').nullish(),
+      presetId: storableText().nullish(),
       model: modelNameSchema.nullish(),
       temperature: temperatureSchema.nullish(),
       maxTokens: maxTokensSchema.nullish(),
@@ -42,6 +41,7 @@ export class ExchangeSender {
 
   async send(viewer: Viewer, rawInput: unknown): Promise<Sent> {
     const input = parseInput(this.schema, rawInput, 'input');
+    if (input.conversationId != null && !isStorableText(input.conversationId)) throw notFound('conversation');
     if (input.clientMessageId) {
       const previous = await this.store.findExchange(viewer.userId, input.clientMessageId);
       if (previous) return { exchange: previous };

@@ -45,7 +45,7 @@ export class TitleWriter {
 
   private async write(conversationId: string, firstInput: string, settings: ModelSettings): Promise<void> {
     if (this.closing.aborted) return;
-    const input = firstInput.slice(0, TITLE_INPUT_CHARS);
+    const input = head(firstInput, TITLE_INPUT_CHARS);
     let title = '';
     if (settings.baseUrl !== null) {
       const request = {
@@ -79,5 +79,11 @@ export class TitleWriter {
 
 function cleanTitle(text: string): string {
   const line = text.replace(/\s+/g, ' ').trim().replace(/^["'«“]+|["'»”.]+$/g, '').trim();
-  return line.length > MAX_TITLE_CHARS ? `${line.slice(0, MAX_TITLE_CHARS - 1).trimEnd()}…` : line;
+  return line.length > MAX_TITLE_CHARS ? `${head(line, MAX_TITLE_CHARS - 1).trimEnd()}…` : line;
+}
+
+/** The first `units` UTF-16 units of `text`, one fewer where the cut would split a surrogate pair. */
+function head(text: string, units: number): string {
+  const splitsPair = /[\uD800-\uDBFF]/.test(text.charAt(units - 1)) && /[\uDC00-\uDFFF]/.test(text.charAt(units));
+  return text.slice(0, splitsPair ? units - 1 : units);
 }

@@ -7,8 +7,8 @@ import type { Logger } from '../logger.ts';
 
 /**
  * Yoga's `maskError`: a domain error becomes a GraphQL error carrying its code (at the same path
- * and locations); validation errors of Pothos are BAD_USER_INPUT; other errors are logged and
- * masked by Yoga.
+ * and locations); validation errors of Pothos are BAD_USER_INPUT; GraphQL's own refusals pass
+ * unchanged; other errors are logged and masked by Yoga.
  */
 export function errorMasker(logger: Logger) {
   return (error: unknown, message: string, isDev?: boolean): Error => {
@@ -26,9 +26,20 @@ export function errorMasker(logger: Logger) {
     if (original instanceof PothosValidationError) {
       return new GraphQLError(original.message, { extensions: { code: 'BAD_USER_INPUT' } });
     }
-    if (!(error instanceof GraphQLError && !error.originalError)) {
-      logger.error({ err: original }, 'unexpected error while executing an operation');
-    }
+    if (!isGraphQLRefusal(error)) logger.error({ err: original }, 'unexpected error while executing an operation');
     return yogaMaskError(error, message, isDev);
   };
+}
+
+/**
+ * graphql-js' own refusals of a client's operation (syntax, validation, variables that do not
+ * coerce, the armor limits) are GraphQL errors all the way down; they are not the server's fault.
+ */
+function isGraphQLRefusal(error: unknown): boolean {
+  let current = error;
+  while (current instanceof GraphQLError) {
+    if (!current.originalError) return true;
+    current = current.originalError;
+  }
+  return false;
 }

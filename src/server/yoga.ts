@@ -2,7 +2,7 @@
 // each operation runs with, and the fast path for operations Yoga already validated.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
-import type { ExecutionResult } from 'graphql';
+import { GraphQLError, type ExecutionResult } from 'graphql';
 import { createYoga, type YogaInitialContext } from 'graphql-yoga';
 import type { Authenticate, Viewer } from '../auth.ts';
 import type { HistoryCache } from '../cache/history-cache.ts';
@@ -54,11 +54,11 @@ export function createPipeline(config: Config, { db, cache, services, authentica
       useSharedSubscriptionEvents(),
       useExecutedResult(),
       EnvelopArmorPlugin({
-        maxDepth: { n: 12 },
-        costLimit: { maxCost: 20_000 },
-        maxAliases: { n: 15 },
-        maxTokens: { n: 2000 },
-        maxDirectives: { n: 50 },
+        maxDepth: { n: 12, onReject: [refuseWithCode] },
+        costLimit: { maxCost: 20_000, onReject: [refuseWithCode] },
+        maxAliases: { n: 15, onReject: [refuseWithCode] },
+        maxTokens: { n: 2000, onReject: [refuseWithCode] },
+        maxDirectives: { n: 50, onReject: [refuseWithCode] },
       }),
     ],
     context: async ({ request, viewer: connectedViewer, connectionParams }: YogaInitialContext & ServerContext & { connectionParams?: unknown }) =>
@@ -91,9 +91,21 @@ export function authorizationParam(connectionParams: unknown): string | undefine
   return typeof header === 'string' ? header : undefined;
 }
 
-/** Yoga logs a few debug lines per request: they must cost nothing unless debug is on. */
+/** What an operation refused by an armor limit gets in `extensions.code`, on every transport. */
+export const LIMIT_REFUSAL_CODE = 'GRAPHQL_VALIDATION_FAILED';
+
+/** Armor throws its refusal after its callbacks: throwing first gives the refusal a code. */
+function refuseWithCode(_context: unknown, refusal: GraphQLError): never {
+  throw new GraphQLError(refusal.message, { extensions: { code: LIMIT_REFUSAL_CODE } });
+}
+
+/**
+ * Yoga logs a few debug lines per request: they must cost nothing unless debug is on. Yoga logs
+ * at error level only the errors it masked: errorMasker has logged the unexpected ones with their
+ * stack, and the others are refusals of a client's input, so those lines go to debug.
+ */
 function yogaLogger(logger: Logger) {
-  const level = (name: 'debug' | 'info' | 'warn' | 'error') =>
+  const level = (name: 'debug' | 'info' | 'warn') =>
     logger.isLevelEnabled(name) ? (...args: unknown[]) => logger[name](args.map(String).join(' ')) : () => {};
-  return { debug: level('debug'), info: level('info'), warn: level('warn'), error: level('error') };
+  return { debug: level('debug'), info: level('info'), warn: level('warn'), error: level('debug') };
 }

@@ -7,10 +7,13 @@ import type { Message } from '../store/rows.ts';
 import type { Store } from '../store/store.ts';
 import { cursorCodec, pageWindow, toConnection, type Connection, type PageArgs, type PageWindow } from './pagination.ts';
 
+// seq is a 32-bit column: a cursor past its range was made up, and the database would refuse it.
+const MAX_SEQ = 2 ** 31 - 1;
+
 export const messageCursor = cursorCodec<number>(
   'message',
   (seq) => String(seq),
-  (text) => (/^\d{1,10}$/.test(text) ? Number(text) : undefined),
+  (text) => (/^\d{1,10}$/.test(text) && Number(text) <= MAX_SEQ ? Number(text) : undefined),
 );
 
 interface Request {

@@ -5,11 +5,13 @@ import { notFound } from '../errors.ts';
 import { Role } from '../model.ts';
 import type { JsonValue, Message, MessageQuery } from '../store/rows.ts';
 import type { Store } from '../store/store.ts';
-import { parseInput } from './input.ts';
+import { isStorableText, parseInput, storableJson, storableText } from './input.ts';
 import { cachedRecentMessages } from './recent-messages.ts';
 
 export const MAX_HISTORY_LIMIT = 100;
 export const MAX_METADATA_BYTES = 64 * 1024;
+// MariaDB refuses JSON with 32 arrays and objects inside each other.
+export const MAX_METADATA_DEPTH = 31;
 
 export type { MessageQuery };
 
@@ -26,14 +28,10 @@ function addInput(limits: MessageLimits) {
   return z.object({
     conversationId: z.string().nullish(),
     role: z.enum(Role),
-    content: z
-      .string()
+    content: storableText()
       .refine((s) => s.trim().length > 0, 'must not be empty')
       .refine((s) => s.length <= limits.maxContentChars, `must be at most ${limits.maxContentChars} characters`),
-    metadata: z
-      .unknown()
-      .refine((m) => m == null || JSON.stringify(m).length <= MAX_METADATA_BYTES, `must be at most ${MAX_METADATA_BYTES} bytes of JSON`)
-      .nullish(),
+    metadata: storableJson({ maxDepth: MAX_METADATA_DEPTH, maxChars: MAX_METADATA_BYTES }).nullish(),
     tokenCount: z.number().int().min(0, 'must not be negative').nullish(),
   });
 }
@@ -57,6 +55,7 @@ export class MessageService {
    */
   async add(viewer: Viewer, rawInput: unknown, query: MessageQuery = {}): Promise<Message> {
     const input = parseInput(this.addSchema, rawInput, 'input');
+    if (input.conversationId != null && !isStorableText(input.conversationId)) throw notFound('conversation');
     const append = () =>
       this.store.appendMessage(
         viewer.userId,
@@ -70,19 +69,22 @@ export class MessageService {
 
   /** Deletes every message of the viewer's conversation; returns how many. */
   async clear(viewer: Viewer, conversationId: string): Promise<number> {
+    if (!isStorableText(conversationId)) throw notFound('conversation');
     const count = await this.cache.writing(viewer.userId, conversationId, () => this.store.clearMessages(viewer.userId, conversationId));
     if (count === null) throw notFound('conversation');
     return count;
   }
 
   /** The viewer's message by id, carrying what `query` asks for; null for a missing or foreign one. */
-  find(viewer: Viewer, id: string, query: MessageQuery = {}): Promise<Message | null> {
+  async find(viewer: Viewer, id: string, query: MessageQuery = {}): Promise<Message | null> {
+    if (!isStorableText(id)) return null;
     return this.store.findMessage(viewer.userId, id, query);
   }
 
   /** The newest `limit` messages of the viewer's conversation, oldest first. */
   async history(viewer: Viewer, conversationId: string, limit: number): Promise<ChatMessage[]> {
     parseInput(historyLimit, limit, 'limit');
+    if (!isStorableText(conversationId)) throw notFound('conversation');
     const newest =
       limit <= this.cache.size
         ? await cachedRecentMessages(this.store, this.cache, viewer.userId, conversationId)

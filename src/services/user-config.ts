@@ -6,7 +6,7 @@ import type { UserConfigRow } from '../store/rows.ts';
 import type { Store, UserConfigChanges } from '../store/store.ts';
 import { badInput } from '../errors.ts';
 import type { ModelPresets } from '../llm/presets.ts';
-import { parseInput } from './input.ts';
+import { parseInput, storableText } from './input.ts';
 import type { SecretBox } from './secrets.ts';
 
 export const DEFAULT_MAX_TOKENS = 1024;
@@ -39,7 +39,7 @@ export interface ModelSettings {
 
 export const maxTokensSchema = z.number().int().min(1, 'must be between 1 and 100000').max(100_000, 'must be between 1 and 100000');
 export const temperatureSchema = z.number().min(0, 'must be between 0 and 2').max(2, 'must be between 0 and 2');
-export const modelNameSchema = z.string().trim().min(1, 'must not be empty').max(255, 'must be at most 255 characters');
+export const modelNameSchema = storableText().trim().min(1, 'must not be empty').max(255, 'must be at most 255 characters');
 
 export interface UserConfigOptions {
   presets: ModelPresets;
@@ -56,18 +56,17 @@ export class UserConfigService {
     private readonly options: UserConfigOptions,
   ) {
     this.updateSchema = z.object({
-      presetId: z.string().nullish(),
+      presetId: storableText().nullish(),
       model: modelNameSchema.nullish(),
-      baseUrl: z
-        .string()
+      baseUrl: storableText()
         .trim()
         .max(2048, 'must be at most 2048 characters')
         .refine((url) => url === '' || isHttpUrl(url), 'must be an http(s) URL')
         .nullish(),
-      apiKey: z.string().max(4096, 'must be at most 4096 characters').nullish(),
+      apiKey: storableText().max(4096, 'must be at most 4096 characters').nullish(),
       maxTokens: maxTokensSchema.nullish(),
       temperature: temperatureSchema.nullish(),
-      systemPrompt: z.string().max(options.maxSystemPromptChars, `must be at most ${options.maxSystemPromptChars} characters`).nullish(),
+      systemPrompt: storableText().max(options.maxSystemPromptChars, `must be at most ${options.maxSystemPromptChars} characters`).nullish(),
       contextTokens: z.number().int().min(256, 'must be between 256 and 2000000').max(2_000_000, 'must be between 256 and 2000000').nullish(),
     });
   }

@@ -4,7 +4,7 @@ import { notFound, DuplicateKeyError } from '../errors.ts';
 import { Prisma } from '../generated/prisma/sqlite/client.ts';
 import type { MessageStatus } from '../model.ts';
 import type { DatabaseProvider, Db } from './dialect.ts';
-import type { Conversation, ConversationQuery, JsonObject, Message, MessageQuery, UserConfigRow } from './rows.ts';
+import type { Conversation, ConversationQuery, JsonObject, JsonValue, Message, MessageQuery, UserConfigRow } from './rows.ts';
 import type {
   ConversationChanges,
   ConversationKey,
@@ -88,7 +88,7 @@ export class PrismaStore implements Store {
           role: message.role,
           content: message.content,
           tokenCount: message.tokenCount,
-          metadata: message.metadata,
+          metadata: message.metadata === undefined ? undefined : exactJson(message.metadata),
         },
       });
     });
@@ -273,6 +273,16 @@ export class PrismaStore implements Store {
   saveUserConfig(userId: string, changes: UserConfigChanges): Promise<UserConfigRow> {
     return this.db.userConfig.upsert({ where: { userId }, create: { userId, ...changes }, update: changes });
   }
+}
+
+/**
+ * A client's JSON for a Json column, kept exactly. Prisma copies a plain object key by key, which
+ * drops an own `__proto__` key; JSON text in Prisma's tagged form (which `toJSON` may return)
+ * is parsed back with JSON.parse, which keeps it.
+ */
+function exactJson(value: JsonValue): JsonValue {
+  const text = JSON.stringify(value);
+  return { toJSON: () => ({ $type: 'Json', value: text }) };
 }
 
 /** Rows strictly after `key` in the list order. */

@@ -1,5 +1,4 @@
 import type { SendResult } from '../../chat/chat-service.ts';
-import { badInput } from '../../errors.ts';
 import type { StreamEvent } from '../../streaming/events.ts';
 import { builder } from '../builder.ts';
 import { Conversation } from './conversation.ts';
@@ -72,11 +71,7 @@ builder.subscriptionField('messageStream', (t) =>
       messageId: t.arg.id({ required: true }),
       afterSeq: t.arg.int({ description: 'The last seq already received; omit to start from the first event' }),
     },
-    subscribe: (_, args, ctx) => {
-      const afterSeq = args.afterSeq ?? -1;
-      if (afterSeq < -1) throw badInput('afterSeq', 'must be -1 or more');
-      return ctx.services.chat.follow(ctx.viewer, args.messageId, afterSeq, ctx.shutdown);
-    },
+    subscribe: (_, args, ctx) => ctx.services.chat.follow(ctx.viewer, args.messageId, args.afterSeq ?? -1, ctx.shutdown),
     resolve: (event) => event,
   }),
 );
