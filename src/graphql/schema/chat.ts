@@ -1,3 +1,4 @@
+import { queryFromInfo } from '@pothos/plugin-prisma';
 import type { SendResult } from '../../chat/chat-service.ts';
 import type { StreamEvent } from '../../streaming/events.ts';
 import { builder } from '../builder.ts';
@@ -35,11 +36,12 @@ const MessageStreamEvent = builder.objectRef<MessageStreamEventShape>('MessageSt
     done: t.exposeBoolean('done', { description: 'true on the terminal event, which is always sent last' }),
     status: t.expose('status', { type: MessageStatus }),
     error: t.string({ nullable: true, resolve: (event) => event.error ?? null }),
-    message: t.prismaField({
-      type: 'Message',
+    // Planned only on the terminal event: the other events carry no message, so no query.
+    message: t.field({
+      type: Message,
       nullable: true,
       description: 'the saved message, on the terminal event',
-      resolve: (query, event, _, ctx) => (event.done ? ctx.services.messages.find(ctx.viewer, event.messageId, query) : null),
+      resolve: (event, _, ctx, info) => (event.done ? ctx.services.messages.find(ctx.viewer, event.messageId, queryFromInfo({ context: ctx, info })) : null),
     }),
   }),
 });
