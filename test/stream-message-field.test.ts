@@ -12,8 +12,11 @@ beforeAll(async () => {
 });
 afterAll(() => server.stop());
 
-const STREAM = parse('subscription($id: ID!) { messageStream(messageId: $id) { seq delta done message { id content status } } }');
-type Event = { messageStream: { seq: number; delta: string; done: boolean; message: { id: string; content: string; status: string } | null } };
+// A relation under message makes Pothos plan an include.
+const STREAM = parse('subscription($id: ID!) { messageStream(messageId: $id) { seq delta done message { id content status conversation { id } } } }');
+// Only the type name under message: nothing for Pothos to plan.
+const TYPENAME_ONLY = parse('subscription($id: ID!) { messageStream(messageId: $id) { seq done message { __typename } } }');
+type Event = { messageStream: { seq: number; delta: string; done: boolean; message: { id: string; content: string; status: string; conversation: { id: string } } | null } };
 
 async function send(): Promise<string> {
   const response = await fetch(server.graphqlUrl, {
@@ -26,8 +29,12 @@ async function send(): Promise<string> {
 }
 
 describe.each(['graphql-ws', 'SSE'])('messageStream selecting message, over %s', (transport) => {
-  it('gets null on every delta and the saved message on the terminal event, with no error', async () => {
+  it.each([
+    ['live', 0],
+    ['replayed after the end', 1500],
+  ])('gets null on every delta and the saved message on the terminal event, with no error (%s)', async (_, after) => {
     const id = await send();
+    await new Promise((resolve) => setTimeout(resolve, after));
     const client = transport === 'graphql-ws' ? wsClient(server.graphqlUrl) : undefined;
     const sub = client ? subscribeWs<Event>(client, STREAM, { id }) : subscribeSse<Event>(server.graphqlUrl, STREAM, { id });
     try {
@@ -38,10 +45,29 @@ describe.each(['graphql-ws', 'SSE'])('messageStream selecting message, over %s',
       for (const event of events.slice(0, -1)) expect(event.message).toBeNull();
       const terminal = events.at(-1)!;
       expect(terminal.done).toBe(true);
-      expect(terminal.message).toEqual({ id, content: events.map((e) => e.delta).join(''), status: 'COMPLETE' });
+      expect(terminal.message).toEqual({ id, content: events.map((e) => e.delta).join(''), status: 'COMPLETE', conversation: { id: expect.any(String) } });
     } finally {
       sub.stop();
       await client?.dispose();
+    }
+  });
+});
+
+describe('messageStream selecting only message { __typename }', () => {
+  it('gets null on every delta and the type name on the terminal event, with no error', async () => {
+    const id = await send();
+    const client = wsClient(server.graphqlUrl);
+    const sub = subscribeWs<{ messageStream: { seq: number; done: boolean; message: { __typename: string } | null } }>(client, TYPENAME_ONLY, { id });
+    try {
+      await sub.done;
+      expect(sub.errors).toEqual([]);
+      const events = sub.events.map((e) => e.messageStream);
+      expect(events.length).toBeGreaterThan(2);
+      for (const event of events.slice(0, -1)) expect(event.message).toBeNull();
+      expect(events.at(-1)).toMatchObject({ done: true, message: { __typename: 'Message' } });
+    } finally {
+      sub.stop();
+      await client.dispose();
     }
   });
 });
