@@ -143,7 +143,7 @@ export class Generations {
       promptTokens = context.promptTokens;
       controller.signal.throwIfAborted();
       const stream = streamCompletion(
-        { baseUrl: settings.baseUrl, apiKey: settings.apiKey, model: settings.model, messages: context.turns, maxTokens: settings.maxTokens, temperature: settings.temperature },
+        { baseUrl: settings.baseUrl, custom: settings.custom, apiKey: settings.apiKey, model: settings.model, messages: context.turns, maxTokens: settings.maxTokens, temperature: settings.temperature },
         controller.signal,
         this.options.model,
       );

@@ -1,9 +1,11 @@
 // Streams a chat completion from any OpenAI-compatible endpoint through the `openai` client, or
 // from the built-in local-echo model. openai's own timeout ends at the response headers, so the
-// first chunk and every gap between chunks have watchdogs of their own.
+// first chunk and every gap between chunks have watchdogs of their own. A user's own endpoint is
+// reached only through UserEndpoints' checked connections.
 import OpenAI from 'openai';
-import { nodeFetch } from './node-fetch.ts';
+import { nodeFetch, type Fetch } from './node-fetch.ts';
 import { countTokens } from './tokens.ts';
+import type { UserEndpoints } from './user-endpoints.ts';
 
 export interface ChatTurn {
   role: 'system' | 'user' | 'assistant';
@@ -13,6 +15,8 @@ export interface ChatTurn {
 export interface CompletionRequest {
   /** null: the local-echo model. */
   baseUrl: string | null;
+  /** true: the user's own endpoint, untrusted; false: one the server is configured with. */
+  custom: boolean;
   apiKey?: string;
   model: string;
   messages: ChatTurn[];
@@ -32,12 +36,16 @@ export interface ModelClientOptions {
   /** Longest silence between chunks. */
   idleTimeoutMs: number;
   maxRetries: number;
+  /** How user endpoints are reached; undefined: custom endpoints are turned off. */
+  userEndpoints?: UserEndpoints;
 }
 
 /** A failure of the model call, with a message fit for `Message.error`. */
 export class ModelError extends Error {
   override name = 'ModelError';
 }
+
+export const CUSTOM_ENDPOINTS_OFF = 'custom endpoints are turned off on this server: clear baseUrl in your settings or pick a preset';
 
 export type CompletionStream = AsyncGenerator<string, CompletionResult>;
 
@@ -54,27 +62,35 @@ export async function completeText(request: CompletionRequest, signal: AbortSign
     return text;
   }
   try {
-    const completion = await openAiClient(request.baseUrl, request.apiKey, options).chat.completions.create(
+    const completion = await openAiClient({ ...request, baseUrl: request.baseUrl }, options).chat.completions.create(
       { model: request.model, messages: request.messages, max_tokens: request.maxTokens, temperature: request.temperature },
       { signal, timeout: options.timeoutMs },
     );
     return completion.choices[0]?.message?.content ?? '';
   } catch (error) {
     if (signal.aborted) throw signal.reason;
+    if (error instanceof ModelError) throw error;
     throw new ModelError(describe(error));
   }
 }
 
 // A client holds its own HTTP agent and configuration: building one per reply costs more than
-// the reply's chunks. Keyed by endpoint and key, bounded, oldest dropped first.
+// the reply's chunks. Keyed by the fetch it runs on, endpoint and key, bounded, oldest dropped first.
 const MAX_CLIENTS = 200;
-const clients = new Map<string, OpenAI>();
+const clientsByFetch = new WeakMap<Fetch, Map<string, OpenAI>>();
 
-function openAiClient(baseUrl: string, apiKey: string | undefined, options: ModelClientOptions): OpenAI {
-  const key = JSON.stringify([baseUrl, apiKey ?? '', options.timeoutMs, options.maxRetries]);
+function openAiClient(request: CompletionRequest & { baseUrl: string }, options: ModelClientOptions): OpenAI {
+  let fetch: Fetch = nodeFetch;
+  if (request.custom) {
+    if (!options.userEndpoints) throw new ModelError(CUSTOM_ENDPOINTS_OFF);
+    fetch = options.userEndpoints.fetch;
+  }
+  let clients = clientsByFetch.get(fetch);
+  if (!clients) clientsByFetch.set(fetch, (clients = new Map()));
+  const key = JSON.stringify([request.baseUrl, request.apiKey ?? '', options.timeoutMs, options.maxRetries]);
   let client = clients.get(key);
   if (!client) {
-    client = new OpenAI({ baseURL: baseUrl, apiKey: apiKey || 'none', timeout: options.timeoutMs, maxRetries: options.maxRetries, fetch: nodeFetch });
+    client = new OpenAI({ baseURL: request.baseUrl, apiKey: request.apiKey || 'none', timeout: options.timeoutMs, maxRetries: options.maxRetries, fetch });
     if (clients.size >= MAX_CLIENTS) clients.delete(clients.keys().next().value!);
     clients.set(key, client);
   }
@@ -100,7 +116,7 @@ async function* openAiStream(request: CompletionRequest & { baseUrl: string }, s
     // The request, its headers, retries and HTTP errors are the client's; the event stream is read
     // here. openai's own reader passes every chunk through four nested async generators, which at
     // thousands of tokens a second was the largest per-token cost of the generating instance.
-    const response = await openAiClient(request.baseUrl, request.apiKey, options)
+    const response = await openAiClient(request, options)
       .chat.completions.create(
         {
           model: request.model,
