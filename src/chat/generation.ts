@@ -190,6 +190,7 @@ export class Generations {
       if (controller.signal.aborted && reason === 'shutdown') {
         outcome = { status: 'INTERRUPTED', error: 'the server shut down while this reply was being generated' };
       } else if (error instanceof ModelError) {
+        logger.warn({ messageId: message.id, custom: settings.custom, detail: error.detail }, 'the model call failed');
         outcome = { status: 'FAILED', error: error.message };
       } else {
         logger.error({ err: error, messageId: message.id }, 'model call failed');

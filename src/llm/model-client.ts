@@ -1,7 +1,8 @@
 // Streams a chat completion from any OpenAI-compatible endpoint through the `openai` client, or
 // from the built-in local-echo model. openai's own timeout ends at the response headers, so the
 // first chunk and every gap between chunks have watchdogs of their own. A user's own endpoint is
-// reached only through UserEndpoints' checked connections.
+// reached only through UserEndpoints' checked connections, and what it answers on failure stays
+// in the log: `Message.error` tells the user no more than a status and a generic text.
 import OpenAI from 'openai';
 import { nodeFetch, type Fetch } from './node-fetch.ts';
 import { countTokens } from './tokens.ts';
@@ -40,9 +41,15 @@ export interface ModelClientOptions {
   userEndpoints?: UserEndpoints;
 }
 
-/** A failure of the model call, with a message fit for `Message.error`. */
+/** A failure of the model call: `message` is fit for `Message.error`, `detail` is for the log. */
 export class ModelError extends Error {
   override name = 'ModelError';
+  constructor(
+    message: string,
+    readonly detail: string = message,
+  ) {
+    super(message);
+  }
 }
 
 export const CUSTOM_ENDPOINTS_OFF = 'custom endpoints are turned off on this server: clear baseUrl in your settings or pick a preset';
@@ -70,7 +77,7 @@ export async function completeText(request: CompletionRequest, signal: AbortSign
   } catch (error) {
     if (signal.aborted) throw signal.reason;
     if (error instanceof ModelError) throw error;
-    throw new ModelError(describe(error));
+    throw describe(error, request.custom);
   }
 }
 
@@ -161,7 +168,10 @@ async function* openAiStream(request: CompletionRequest & { baseUrl: string }, s
             break;
           }
           const chunk = JSON.parse(data) as StreamChunk;
-          if (chunk.error) throw new ModelError(`the model reported an error: ${firstLine(String(chunk.error.message ?? JSON.stringify(chunk.error)))}`);
+          if (chunk.error) {
+            const detail = `the model reported an error: ${firstLine(String(chunk.error.message ?? JSON.stringify(chunk.error)))}`;
+            throw new ModelError(request.custom ? 'the model reported an error' : detail, detail);
+          }
           if (chunk.model) model = chunk.model;
           if (chunk.usage) usage = { promptTokens: chunk.usage.prompt_tokens, completionTokens: chunk.usage.completion_tokens };
           const choice = chunk.choices?.[0];
@@ -181,7 +191,7 @@ async function* openAiStream(request: CompletionRequest & { baseUrl: string }, s
     if (signal.aborted) throw signal.reason;
     if (finished) return finished;
     if (error instanceof ModelError) throw error;
-    throw new ModelError(stalled ?? describe(error));
+    throw stalled ? new ModelError(stalled) : describe(error, request.custom);
   } finally {
     clearTimeout(watchdog);
     signal.removeEventListener('abort', abort);
@@ -231,12 +241,27 @@ export class SseDataReader {
   }
 }
 
-function describe(error: unknown): string {
-  if (error instanceof OpenAI.APIConnectionTimeoutError) return 'the model did not answer in time';
-  if (error instanceof OpenAI.APIError && error.status) return `the model request failed with HTTP ${error.status}: ${firstLine(error.message)}`;
-  if (error instanceof OpenAI.APIConnectionError) return `could not reach the model: ${firstLine(String((error as { cause?: unknown }).cause ?? error.message))}`;
-  return `the model connection failed: ${firstLine(error instanceof Error ? error.message : String(error))}`;
+/**
+ * The ModelError for a failed call. An error body is never shown: it may be anything the endpoint
+ * holds. For a user endpoint, a refused address, a refused connection and an unknown name read
+ * the same, so that the errors do not map the network behind it.
+ */
+function describe(error: unknown, custom: boolean): ModelError {
+  if (error instanceof OpenAI.APIConnectionTimeoutError) return new ModelError('the model did not answer in time');
+  if (error instanceof OpenAI.APIError && error.status) return new ModelError(`the model request failed with HTTP ${error.status}`, `HTTP ${error.status}: ${firstLine(error.message)}`);
+  if (error instanceof OpenAI.APIConnectionError) {
+    const cause = (error as { cause?: unknown }).cause;
+    const detail = `could not reach the model: ${firstLine(String(cause ?? error.message))}${codeOf(cause)}`;
+    return new ModelError(custom ? 'could not reach the custom endpoint' : detail, detail);
+  }
+  const detail = `the model connection failed: ${firstLine(error instanceof Error ? error.message : String(error))}${codeOf(error)}`;
+  return new ModelError(custom ? 'could not read the answer of the custom endpoint' : detail, detail);
 }
+
+const codeOf = (error: unknown) => {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' ? ` (${code})` : '';
+};
 
 const firstLine = (text: string) => text.split('\n')[0]!.slice(0, 300);
 
