@@ -1,5 +1,6 @@
 // Parley's configuration: every environment variable it reads, parsed and checked once.
 // A bad value stops the start with one message that lists every bad variable by name.
+import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 
 export type DatabaseProvider = 'sqlite' | 'postgresql' | 'mysql';
@@ -26,6 +27,30 @@ const presetSchema = z.object({
   baseUrl: httpUrl,
   model: z.string().min(1).max(255),
   apiKeyEnv: z.string().optional(),
+});
+
+/** LLM_ALLOWED_HOSTS: host names (lower case, no trailing dot) and networks as CIDRs. */
+export interface AllowedHosts {
+  names: string[];
+  networks: string[];
+}
+
+const HOST_NAME = /^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$/;
+
+// Addresses only in their usual spelling: an operator's list must read as what it allows.
+const allowedHostsSchema = z.string().transform((text, ctx): AllowedHosts => {
+  const allowed: AllowedHosts = { names: [], networks: [] };
+  for (const raw of text.split(',')) {
+    const entry = raw.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
+    if (entry === '') continue;
+    if (ipaddr.IPv4.isValidFourPartDecimal(entry)) allowed.networks.push(`${entry}/32`);
+    else if (ipaddr.IPv6.isValid(entry)) allowed.networks.push(`${entry}/128`);
+    else if (ipaddr.IPv4.isValidCIDRFourPartDecimal(entry) || (entry.includes(':') && ipaddr.IPv6.isValidCIDR(entry))) allowed.networks.push(entry);
+    else if (ipaddr.isValid(entry)) ctx.addIssue({ code: 'custom', message: `${JSON.stringify(raw.trim())}: write IPv4 addresses as four decimal numbers` });
+    else if (HOST_NAME.test(entry.replace(/\.$/, ''))) allowed.names.push(entry.replace(/\.$/, ''));
+    else ctx.addIssue({ code: 'custom', message: `${JSON.stringify(raw.trim())} is not a host name, an IP address or a CIDR range` });
+  }
+  return allowed;
 });
 
 /** The 32 key bytes of CONFIG_ENCRYPTION_KEY (hex or base64), or undefined when malformed. */
@@ -80,7 +105,9 @@ const envSchema = z.object({
   LLM_TIMEOUT_MS: positiveInt(600_000).default(30_000),
   LLM_IDLE_TIMEOUT_MS: positiveInt(600_000).default(30_000),
   LLM_MAX_RETRIES: z.coerce.number({ error: 'must be a number' }).int().min(0).max(10).default(2),
-  ALLOW_CUSTOM_BASE_URL: booleanFlag.default(true),
+  // Unset: off when auth is on (many users), on in single-user mode.
+  ALLOW_CUSTOM_BASE_URL: booleanFlag.optional(),
+  LLM_ALLOWED_HOSTS: allowedHostsSchema.default({ names: [], networks: [] }),
   CONFIG_ENCRYPTION_KEY: z
     .string()
     .refine((key) => encryptionKeyBytes(key) !== undefined, 'must be 32 bytes as 64 hex characters or base64')
@@ -104,7 +131,11 @@ export interface ConfiguredPreset {
   apiKey?: string;
 }
 
-export type Config = Omit<z.output<typeof envSchema>, 'GRAPHIQL' | 'LLM_PRESETS'> & { GRAPHIQL: boolean; LLM_PRESETS: ConfiguredPreset[] };
+export type Config = Omit<z.output<typeof envSchema>, 'GRAPHIQL' | 'LLM_PRESETS' | 'ALLOW_CUSTOM_BASE_URL'> & {
+  GRAPHIQL: boolean;
+  LLM_PRESETS: ConfiguredPreset[];
+  ALLOW_CUSTOM_BASE_URL: boolean;
+};
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -136,5 +167,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     if (id === 'local-echo') problems.push(`LLM_PRESETS.${i}.id: "local-echo" is the built-in model's id; pick another id`);
   }
   if (problems.length > 0) throw new ConfigError(problems);
-  return { ...config, GRAPHIQL: config.GRAPHIQL ?? config.NODE_ENV !== 'production', LLM_PRESETS: presets };
+  return {
+    ...config,
+    GRAPHIQL: config.GRAPHIQL ?? config.NODE_ENV !== 'production',
+    LLM_PRESETS: presets,
+    ALLOW_CUSTOM_BASE_URL: config.ALLOW_CUSTOM_BASE_URL ?? config.AUTH_JWT_SECRET === undefined,
+  };
 }

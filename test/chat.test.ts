@@ -55,6 +55,9 @@ describe('chat on one instance', () => {
         STREAM_FLUSH_MS: '25',
         CONFIG_ENCRYPTION_KEY: ENCRYPTION_KEY,
         LLM_PRESETS: JSON.stringify([{ id: 'other', name: 'Other', baseUrl: model.url, model: 'other-model' }]),
+        // The custom endpoint test aims at the fake model, on loopback.
+        ALLOW_CUSTOM_BASE_URL: 'true',
+        LLM_ALLOWED_HOSTS: '127.0.0.1',
       },
     });
     token = await tokenFor('chatter');

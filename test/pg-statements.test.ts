@@ -13,6 +13,7 @@ import { UserConfigService } from '../src/services/user-config.ts';
 import { SecretBox } from '../src/services/secrets.ts';
 import { loadConfig } from '../src/config.ts';
 import { modelPresets } from '../src/llm/presets.ts';
+import { UserEndpoints } from '../src/llm/user-endpoints.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 
 // One fresh database with the committed migrations serves every suite in this file.
@@ -222,8 +223,8 @@ describe('the writes and reads every reply runs, on PostgreSQL without Prisma', 
   });
 
   it("reads a user's settings as Prisma does, with and without a saved row", async () => {
-    const config = loadConfig({ LLM_API_URL: 'http://127.0.0.1:9/v1', LLM_MODEL: 'gpt-default' });
-    const options = { presets: modelPresets(config), secrets: new SecretBox(Buffer.alloc(32, 7)), allowCustomBaseUrl: true, maxSystemPromptChars: 1000 };
+    const config = loadConfig({ LLM_API_URL: 'http://127.0.0.1:9/v1', LLM_MODEL: 'gpt-default', LLM_ALLOWED_HOSTS: '127.0.0.1' });
+    const options = { presets: modelPresets(config), secrets: new SecretBox(Buffer.alloc(32, 7)), userEndpoints: new UserEndpoints(config.LLM_ALLOWED_HOSTS), maxSystemPromptChars: 1000 };
     const [direct, viaPrisma] = [new UserConfigService(pgStore, options), new UserConfigService(prismaStore, options)];
     const viewer = { userId: `settings-${uuid7()}` };
     expect(await direct.get(viewer)).toEqual(await viaPrisma.get(viewer));

@@ -10,6 +10,7 @@ import type { Generation, Generations } from '../src/chat/generation.ts';
 import { LeaseKeeper } from '../src/chat/leases.ts';
 import { loadConfig } from '../src/config.ts';
 import { modelPresets } from '../src/llm/presets.ts';
+import { UserEndpoints } from '../src/llm/user-endpoints.ts';
 import { createLogger } from '../src/logger.ts';
 import type { FinalStatus } from '../src/model.ts';
 import { UserConfigService } from '../src/services/user-config.ts';
@@ -188,7 +189,8 @@ function chatService(f: ReturnType<typeof useFixture>, options: Partial<ChatOpti
   const config = loadConfig({});
   const presets = modelPresets(config);
   expect(presets.default.baseUrl).toBeNull();
-  const userConfigs = new UserConfigService(f.db.store, { presets, allowCustomBaseUrl: config.ALLOW_CUSTOM_BASE_URL, maxSystemPromptChars: config.MAX_CONTENT_CHARS });
+  const userEndpoints = config.ALLOW_CUSTOM_BASE_URL ? new UserEndpoints(config.LLM_ALLOWED_HOSTS) : undefined;
+  const userConfigs = new UserConfigService(f.db.store, { presets, userEndpoints, maxSystemPromptChars: config.MAX_CONTENT_CHARS });
   const service = new ChatService(
     f.db.store,
     f.broker,
@@ -199,7 +201,7 @@ function chatService(f: ReturnType<typeof useFixture>, options: Partial<ChatOpti
       leaseMs: config.STREAM_LEASE_MS,
       maxEvents: config.STREAM_MAX_EVENTS,
       maxContentChars: config.MAX_CONTENT_CHARS,
-      model: { timeoutMs: config.LLM_TIMEOUT_MS, idleTimeoutMs: config.LLM_IDLE_TIMEOUT_MS, maxRetries: config.LLM_MAX_RETRIES },
+      model: { timeoutMs: config.LLM_TIMEOUT_MS, idleTimeoutMs: config.LLM_IDLE_TIMEOUT_MS, maxRetries: config.LLM_MAX_RETRIES, userEndpoints },
       singleInstance: true,
       ...options,
     },

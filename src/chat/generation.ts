@@ -143,7 +143,7 @@ export class Generations {
       promptTokens = context.promptTokens;
       controller.signal.throwIfAborted();
       const stream = streamCompletion(
-        { baseUrl: settings.baseUrl, apiKey: settings.apiKey, model: settings.model, messages: context.turns, maxTokens: settings.maxTokens, temperature: settings.temperature },
+        { baseUrl: settings.baseUrl, custom: settings.custom, apiKey: settings.apiKey, model: settings.model, messages: context.turns, maxTokens: settings.maxTokens, temperature: settings.temperature },
         controller.signal,
         this.options.model,
       );
@@ -190,6 +190,7 @@ export class Generations {
       if (controller.signal.aborted && reason === 'shutdown') {
         outcome = { status: 'INTERRUPTED', error: 'the server shut down while this reply was being generated' };
       } else if (error instanceof ModelError) {
+        logger.warn({ messageId: message.id, custom: settings.custom, detail: error.detail }, 'the model call failed');
         outcome = { status: 'FAILED', error: error.message };
       } else {
         logger.error({ err: error, messageId: message.id }, 'model call failed');

@@ -50,6 +50,7 @@ export class TitleWriter {
     if (settings.baseUrl !== null) {
       const request = {
         baseUrl: settings.baseUrl,
+        custom: settings.custom,
         apiKey: settings.apiKey,
         model: settings.model,
         maxTokens: 24,

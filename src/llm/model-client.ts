@@ -1,9 +1,12 @@
 // Streams a chat completion from any OpenAI-compatible endpoint through the `openai` client, or
 // from the built-in local-echo model. openai's own timeout ends at the response headers, so the
-// first chunk and every gap between chunks have watchdogs of their own.
+// first chunk and every gap between chunks have watchdogs of their own. A user's own endpoint is
+// reached only through UserEndpoints' checked connections, and what it answers on failure stays
+// in the log: `Message.error` tells the user no more than a status and a generic text.
 import OpenAI from 'openai';
-import { nodeFetch } from './node-fetch.ts';
+import { nodeFetch, type Fetch } from './node-fetch.ts';
 import { countTokens } from './tokens.ts';
+import type { UserEndpoints } from './user-endpoints.ts';
 
 export interface ChatTurn {
   role: 'system' | 'user' | 'assistant';
@@ -13,6 +16,8 @@ export interface ChatTurn {
 export interface CompletionRequest {
   /** null: the local-echo model. */
   baseUrl: string | null;
+  /** true: the user's own endpoint, untrusted; false: one the server is configured with. */
+  custom: boolean;
   apiKey?: string;
   model: string;
   messages: ChatTurn[];
@@ -32,12 +37,22 @@ export interface ModelClientOptions {
   /** Longest silence between chunks. */
   idleTimeoutMs: number;
   maxRetries: number;
+  /** How user endpoints are reached; undefined: custom endpoints are turned off. */
+  userEndpoints?: UserEndpoints;
 }
 
-/** A failure of the model call, with a message fit for `Message.error`. */
+/** A failure of the model call: `message` is fit for `Message.error`, `detail` is for the log. */
 export class ModelError extends Error {
   override name = 'ModelError';
+  constructor(
+    message: string,
+    readonly detail: string = message,
+  ) {
+    super(message);
+  }
 }
+
+export const CUSTOM_ENDPOINTS_OFF = 'custom endpoints are turned off on this server: clear baseUrl in your settings or pick a preset';
 
 export type CompletionStream = AsyncGenerator<string, CompletionResult>;
 
@@ -54,27 +69,35 @@ export async function completeText(request: CompletionRequest, signal: AbortSign
     return text;
   }
   try {
-    const completion = await openAiClient(request.baseUrl, request.apiKey, options).chat.completions.create(
+    const completion = await openAiClient({ ...request, baseUrl: request.baseUrl }, options).chat.completions.create(
       { model: request.model, messages: request.messages, max_tokens: request.maxTokens, temperature: request.temperature },
       { signal, timeout: options.timeoutMs },
     );
     return completion.choices[0]?.message?.content ?? '';
   } catch (error) {
     if (signal.aborted) throw signal.reason;
-    throw new ModelError(describe(error));
+    if (error instanceof ModelError) throw error;
+    throw describe(error, request.custom);
   }
 }
 
 // A client holds its own HTTP agent and configuration: building one per reply costs more than
-// the reply's chunks. Keyed by endpoint and key, bounded, oldest dropped first.
+// the reply's chunks. Keyed by the fetch it runs on, endpoint and key, bounded, oldest dropped first.
 const MAX_CLIENTS = 200;
-const clients = new Map<string, OpenAI>();
+const clientsByFetch = new WeakMap<Fetch, Map<string, OpenAI>>();
 
-function openAiClient(baseUrl: string, apiKey: string | undefined, options: ModelClientOptions): OpenAI {
-  const key = JSON.stringify([baseUrl, apiKey ?? '', options.timeoutMs, options.maxRetries]);
+function openAiClient(request: CompletionRequest & { baseUrl: string }, options: ModelClientOptions): OpenAI {
+  let fetch: Fetch = nodeFetch;
+  if (request.custom) {
+    if (!options.userEndpoints) throw new ModelError(CUSTOM_ENDPOINTS_OFF);
+    fetch = options.userEndpoints.fetch;
+  }
+  let clients = clientsByFetch.get(fetch);
+  if (!clients) clientsByFetch.set(fetch, (clients = new Map()));
+  const key = JSON.stringify([request.baseUrl, request.apiKey ?? '', options.timeoutMs, options.maxRetries]);
   let client = clients.get(key);
   if (!client) {
-    client = new OpenAI({ baseURL: baseUrl, apiKey: apiKey || 'none', timeout: options.timeoutMs, maxRetries: options.maxRetries, fetch: nodeFetch });
+    client = new OpenAI({ baseURL: request.baseUrl, apiKey: request.apiKey || 'none', timeout: options.timeoutMs, maxRetries: options.maxRetries, fetch });
     if (clients.size >= MAX_CLIENTS) clients.delete(clients.keys().next().value!);
     clients.set(key, client);
   }
@@ -100,7 +123,7 @@ async function* openAiStream(request: CompletionRequest & { baseUrl: string }, s
     // The request, its headers, retries and HTTP errors are the client's; the event stream is read
     // here. openai's own reader passes every chunk through four nested async generators, which at
     // thousands of tokens a second was the largest per-token cost of the generating instance.
-    const response = await openAiClient(request.baseUrl, request.apiKey, options)
+    const response = await openAiClient(request, options)
       .chat.completions.create(
         {
           model: request.model,
@@ -145,7 +168,10 @@ async function* openAiStream(request: CompletionRequest & { baseUrl: string }, s
             break;
           }
           const chunk = JSON.parse(data) as StreamChunk;
-          if (chunk.error) throw new ModelError(`the model reported an error: ${firstLine(String(chunk.error.message ?? JSON.stringify(chunk.error)))}`);
+          if (chunk.error) {
+            const detail = `the model reported an error: ${firstLine(String(chunk.error.message ?? JSON.stringify(chunk.error)))}`;
+            throw new ModelError(request.custom ? 'the model reported an error' : detail, detail);
+          }
           if (chunk.model) model = chunk.model;
           if (chunk.usage) usage = { promptTokens: chunk.usage.prompt_tokens, completionTokens: chunk.usage.completion_tokens };
           const choice = chunk.choices?.[0];
@@ -165,7 +191,7 @@ async function* openAiStream(request: CompletionRequest & { baseUrl: string }, s
     if (signal.aborted) throw signal.reason;
     if (finished) return finished;
     if (error instanceof ModelError) throw error;
-    throw new ModelError(stalled ?? describe(error));
+    throw stalled ? new ModelError(stalled) : describe(error, request.custom);
   } finally {
     clearTimeout(watchdog);
     signal.removeEventListener('abort', abort);
@@ -215,12 +241,27 @@ export class SseDataReader {
   }
 }
 
-function describe(error: unknown): string {
-  if (error instanceof OpenAI.APIConnectionTimeoutError) return 'the model did not answer in time';
-  if (error instanceof OpenAI.APIError && error.status) return `the model request failed with HTTP ${error.status}: ${firstLine(error.message)}`;
-  if (error instanceof OpenAI.APIConnectionError) return `could not reach the model: ${firstLine(String((error as { cause?: unknown }).cause ?? error.message))}`;
-  return `the model connection failed: ${firstLine(error instanceof Error ? error.message : String(error))}`;
+/**
+ * The ModelError for a failed call. An error body is never shown: it may be anything the endpoint
+ * holds. For a user endpoint, a refused address, a refused connection and an unknown name read
+ * the same, so that the errors do not map the network behind it.
+ */
+function describe(error: unknown, custom: boolean): ModelError {
+  if (error instanceof OpenAI.APIConnectionTimeoutError) return new ModelError('the model did not answer in time');
+  if (error instanceof OpenAI.APIError && error.status) return new ModelError(`the model request failed with HTTP ${error.status}`, `HTTP ${error.status}: ${firstLine(error.message)}`);
+  if (error instanceof OpenAI.APIConnectionError) {
+    const cause = (error as { cause?: unknown }).cause;
+    const detail = `could not reach the model: ${firstLine(String(cause ?? error.message))}${codeOf(cause)}`;
+    return new ModelError(custom ? 'could not reach the custom endpoint' : detail, detail);
+  }
+  const detail = `the model connection failed: ${firstLine(error instanceof Error ? error.message : String(error))}${codeOf(error)}`;
+  return new ModelError(custom ? 'could not read the answer of the custom endpoint' : detail, detail);
 }
+
+const codeOf = (error: unknown) => {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' ? ` (${code})` : '';
+};
 
 const firstLine = (text: string) => text.split('\n')[0]!.slice(0, 300);
 

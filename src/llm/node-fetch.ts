@@ -1,8 +1,8 @@
 // The `fetch` the openai client is given: the same request over node:http(s) keep-alive agents.
 // Node's built-in fetch (undici's WHATWG implementation) was the largest single cost of a reply
 // on the generating instance (BENCHMARKS.md); this path builds only the Response the client
-// reads. Bodies it does not know (streams, forms) go to the
-// built-in fetch.
+// reads. Bodies it does not know (streams, forms) go to the built-in fetch, unless the agents must
+// carry every connection (user endpoints, src/llm/user-endpoints.ts).
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { Readable } from 'node:stream';
@@ -10,19 +10,41 @@ import zlib from 'node:zlib';
 
 // Idle sockets close after 4 s, as the built-in fetch's do, or sooner when the server says so in
 // its Keep-Alive header: reusing a socket the server is closing fails the request.
-const agentOptions = { keepAlive: true, timeout: 4000, scheduling: 'lifo' as const };
-const agents = { 'http:': new http.Agent(agentOptions), 'https:': new https.Agent(agentOptions) };
+export const AGENT_OPTIONS = { keepAlive: true, timeout: 4000, scheduling: 'lifo' as const };
+
+export interface Agents {
+  'http:': http.Agent;
+  'https:': https.Agent;
+}
+
+export type Fetch = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 
 // Responses that must not have a body (the Response constructor rejects one).
 const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
 
-export async function nodeFetch(input: string | URL | Request, init: RequestInit = {}): Promise<Response> {
-  const body = init.body;
-  const plainBody = body == null || typeof body === 'string' || body instanceof Uint8Array;
-  if (input instanceof Request || !plainBody) return fetch(input, init);
-  const url = new URL(input);
-  const agent = agents[url.protocol as keyof typeof agents];
-  if (!agent) return fetch(input, init);
+export interface NodeFetchOptions {
+  /** false: a request these agents cannot carry fails instead of going to the built-in fetch. */
+  fallBack: boolean;
+}
+
+/** A fetch over `agents`: every connection it opens is one of theirs. */
+export function createNodeFetch(agents: Agents, { fallBack }: NodeFetchOptions): Fetch {
+  return async (input, init = {}) => {
+    const body = init.body;
+    const plainBody = body == null || typeof body === 'string' || body instanceof Uint8Array;
+    const url = input instanceof Request ? undefined : new URL(input);
+    const agent = url && plainBody ? agents[url.protocol as keyof Agents] : undefined;
+    if (url && agent) return send(url, init, agent);
+    if (fallBack) return fetch(input, init);
+    throw new TypeError('this request needs the built-in fetch, which these agents do not carry');
+  };
+}
+
+/** The fetch for configured endpoints. */
+export const nodeFetch = createNodeFetch({ 'http:': new http.Agent(AGENT_OPTIONS), 'https:': new https.Agent(AGENT_OPTIONS) }, { fallBack: true });
+
+async function send(url: URL, init: RequestInit, agent: http.Agent): Promise<Response> {
+  const body = init.body as string | Uint8Array | null | undefined;
   const signal = init.signal ?? undefined;
   signal?.throwIfAborted();
   const headers: Record<string, string> = {};

@@ -6,6 +6,7 @@ import { ChatService } from '../chat/chat-service.ts';
 import { encryptionKeyBytes, type Config } from '../config.ts';
 import type { Services } from '../graphql/context.ts';
 import { modelPresets } from '../llm/presets.ts';
+import { UserEndpoints } from '../llm/user-endpoints.ts';
 import type { Logger } from '../logger.ts';
 import { connectRedis, type RedisConnections } from '../redis.ts';
 import { ConversationService } from '../services/conversations.ts';
@@ -58,11 +59,12 @@ export async function compose(config: Config, { logger, onQuery }: ComposeOption
       })
     : new MemoryBroker(config.STREAM_REPLAY_TTL_S * 1000);
   const presets = modelPresets(config);
+  const userEndpoints = config.ALLOW_CUSTOM_BASE_URL ? new UserEndpoints(config.LLM_ALLOWED_HOSTS) : undefined;
   const encryptionKey = config.CONFIG_ENCRYPTION_KEY ? encryptionKeyBytes(config.CONFIG_ENCRYPTION_KEY) : undefined;
   const userConfigs = new UserConfigService(db.store, {
     presets,
     secrets: encryptionKey ? new SecretBox(encryptionKey) : undefined,
-    allowCustomBaseUrl: config.ALLOW_CUSTOM_BASE_URL,
+    userEndpoints,
     maxSystemPromptChars: config.MAX_CONTENT_CHARS,
   });
   const chat = new ChatService(
@@ -75,7 +77,7 @@ export async function compose(config: Config, { logger, onQuery }: ComposeOption
       leaseMs: config.STREAM_LEASE_MS,
       maxEvents: config.STREAM_MAX_EVENTS,
       maxContentChars: config.MAX_CONTENT_CHARS,
-      model: { timeoutMs: config.LLM_TIMEOUT_MS, idleTimeoutMs: config.LLM_IDLE_TIMEOUT_MS, maxRetries: config.LLM_MAX_RETRIES },
+      model: { timeoutMs: config.LLM_TIMEOUT_MS, idleTimeoutMs: config.LLM_IDLE_TIMEOUT_MS, maxRetries: config.LLM_MAX_RETRIES, userEndpoints },
       singleInstance: !redis,
     },
     logger,

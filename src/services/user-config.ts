@@ -6,6 +6,7 @@ import type { UserConfigRow } from '../store/rows.ts';
 import type { Store, UserConfigChanges } from '../store/store.ts';
 import { badInput } from '../errors.ts';
 import type { ModelPresets } from '../llm/presets.ts';
+import type { UserEndpoints } from '../llm/user-endpoints.ts';
 import { parseInput, storableText } from './input.ts';
 import type { SecretBox } from './secrets.ts';
 
@@ -29,6 +30,8 @@ export interface EffectiveUserConfig {
 export interface ModelSettings {
   presetId: string;
   baseUrl: string | null;
+  /** true: baseUrl is the user's own endpoint, not a preset's. */
+  custom: boolean;
   apiKey?: string;
   model: string;
   maxTokens: number;
@@ -44,7 +47,8 @@ export const modelNameSchema = storableText().trim().min(1, 'must not be empty')
 export interface UserConfigOptions {
   presets: ModelPresets;
   secrets?: SecretBox;
-  allowCustomBaseUrl: boolean;
+  /** How users' own endpoints are reached; undefined: custom endpoints are turned off. */
+  userEndpoints: UserEndpoints | undefined;
   maxSystemPromptChars: number;
 }
 
@@ -102,7 +106,12 @@ export class UserConfigService {
     }
     if (input.model !== undefined) data.model = input.model;
     if (input.baseUrl !== undefined) {
-      if (input.baseUrl && !this.options.allowCustomBaseUrl) throw badInput('input.baseUrl', 'custom endpoints are turned off on this server');
+      if (input.baseUrl) {
+        if (!this.options.userEndpoints) throw badInput('input.baseUrl', 'custom endpoints are turned off on this server');
+        // Early and clear for an address as written; names are checked at every connection.
+        const refusal = this.options.userEndpoints.literalRefusal(input.baseUrl);
+        if (refusal) throw badInput('input.baseUrl', `${new URL(input.baseUrl).hostname} is ${refusal}, which custom endpoints may not use`);
+      }
       data.baseUrl = input.baseUrl || null;
     }
     if (input.apiKey !== undefined) {
@@ -133,6 +142,7 @@ export class UserConfigService {
     return {
       presetId: preset.id,
       baseUrl: custom ? effective.baseUrl : preset.baseUrl,
+      custom,
       apiKey: userKey ?? (custom ? undefined : preset.apiKey),
       model: overrides.model ?? (overrides.presetId != null ? preset.model : effective.model),
       maxTokens: overrides.maxTokens ?? effective.maxTokens,

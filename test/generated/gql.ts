@@ -30,6 +30,9 @@ type Documents = {
     "\n  query ListWithRecentMessages($first: Int) {\n    conversations(first: $first) {\n      edges { node { id title messageCount messages(last: 5) { edges { node { id content conversation { id } } } } } }\n    }\n  }\n": typeof types.ListWithRecentMessagesDocument,
     "\n  query ListWithMessageFields($first: Int) {\n    conversations(first: $first) {\n      edges {\n        node {\n          id\n          messages(last: 3) {\n            edges {\n              node {\n                __typename\n                ... on Message { id role content tokenCount metadata createdAt status model finishReason promptTokens completionTokens error conversation { id } }\n              }\n            }\n          }\n        }\n      }\n    }\n  }\n": typeof types.ListWithMessageFieldsDocument,
     "\n  query ListWithContentOnly($first: Int) {\n    conversations(first: $first) { edges { node { id messages(last: 3) { edges { node { text: content } } } } } }\n  }\n": typeof types.ListWithContentOnlyDocument,
+    "\n  mutation SetBaseUrl($input: UpdateUserConfigInput!) { updateUserConfig(input: $input) { baseUrl } }\n": typeof types.SetBaseUrlDocument,
+    "\n  query CustomEndpointSetting { userConfig { baseUrl } }\n": typeof types.CustomEndpointSettingDocument,
+    "\n  query ReplyError($id: ID!) { conversation(id: $id) { messages(last: 1) { edges { node { id role status content error } } } } }\n": typeof types.ReplyErrorDocument,
     "mutation CacheAdd($input: AddMessageInput!) { addMessage(input: $input) { id conversation { id } } }": typeof types.CacheAddDocument,
     "mutation CacheClear($id: ID!) { clearMessages(conversationId: $id) }": typeof types.CacheClearDocument,
     "mutation CacheRemove($id: ID!) { deleteConversation(id: $id) }": typeof types.CacheRemoveDocument,
@@ -86,6 +89,9 @@ const documents: Documents = {
     "\n  query ListWithRecentMessages($first: Int) {\n    conversations(first: $first) {\n      edges { node { id title messageCount messages(last: 5) { edges { node { id content conversation { id } } } } } }\n    }\n  }\n": types.ListWithRecentMessagesDocument,
     "\n  query ListWithMessageFields($first: Int) {\n    conversations(first: $first) {\n      edges {\n        node {\n          id\n          messages(last: 3) {\n            edges {\n              node {\n                __typename\n                ... on Message { id role content tokenCount metadata createdAt status model finishReason promptTokens completionTokens error conversation { id } }\n              }\n            }\n          }\n        }\n      }\n    }\n  }\n": types.ListWithMessageFieldsDocument,
     "\n  query ListWithContentOnly($first: Int) {\n    conversations(first: $first) { edges { node { id messages(last: 3) { edges { node { text: content } } } } } }\n  }\n": types.ListWithContentOnlyDocument,
+    "\n  mutation SetBaseUrl($input: UpdateUserConfigInput!) { updateUserConfig(input: $input) { baseUrl } }\n": types.SetBaseUrlDocument,
+    "\n  query CustomEndpointSetting { userConfig { baseUrl } }\n": types.CustomEndpointSettingDocument,
+    "\n  query ReplyError($id: ID!) { conversation(id: $id) { messages(last: 1) { edges { node { id role status content error } } } } }\n": types.ReplyErrorDocument,
     "mutation CacheAdd($input: AddMessageInput!) { addMessage(input: $input) { id conversation { id } } }": types.CacheAddDocument,
     "mutation CacheClear($id: ID!) { clearMessages(conversationId: $id) }": types.CacheClearDocument,
     "mutation CacheRemove($id: ID!) { deleteConversation(id: $id) }": types.CacheRemoveDocument,
@@ -204,6 +210,18 @@ export function graphql(source: "\n  query ListWithMessageFields($first: Int) {\
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
 export function graphql(source: "\n  query ListWithContentOnly($first: Int) {\n    conversations(first: $first) { edges { node { id messages(last: 3) { edges { node { text: content } } } } } }\n  }\n"): (typeof documents)["\n  query ListWithContentOnly($first: Int) {\n    conversations(first: $first) { edges { node { id messages(last: 3) { edges { node { text: content } } } } } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation SetBaseUrl($input: UpdateUserConfigInput!) { updateUserConfig(input: $input) { baseUrl } }\n"): (typeof documents)["\n  mutation SetBaseUrl($input: UpdateUserConfigInput!) { updateUserConfig(input: $input) { baseUrl } }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query CustomEndpointSetting { userConfig { baseUrl } }\n"): (typeof documents)["\n  query CustomEndpointSetting { userConfig { baseUrl } }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query ReplyError($id: ID!) { conversation(id: $id) { messages(last: 1) { edges { node { id role status content error } } } } }\n"): (typeof documents)["\n  query ReplyError($id: ID!) { conversation(id: $id) { messages(last: 1) { edges { node { id role status content error } } } } }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
