@@ -10,6 +10,7 @@ import type { Generation, Generations } from '../src/chat/generation.ts';
 import { LeaseKeeper } from '../src/chat/leases.ts';
 import { loadConfig } from '../src/config.ts';
 import { modelPresets } from '../src/llm/presets.ts';
+import { chatOptions } from '../src/server/compose.ts';
 import { UserEndpoints } from '../src/llm/user-endpoints.ts';
 import { createLogger } from '../src/logger.ts';
 import type { FinalStatus } from '../src/model.ts';
@@ -148,6 +149,9 @@ class SealFailingBroker implements StreamBroker {
     await sleep(1);
     throw new Error('connect ECONNREFUSED 127.0.0.1:6379');
   }
+  release(messageId: string, token: string): Promise<void> {
+    return this.inner.release(messageId, token);
+  }
   read(messageId: string, fromSeq: number): Promise<StreamEvent[]> {
     return this.inner.read(messageId, fromSeq);
   }
@@ -196,15 +200,7 @@ function chatService(f: ReturnType<typeof useFixture>, options: Partial<ChatOpti
     f.broker,
     userConfigs,
     f.cache,
-    {
-      flushMs: 5,
-      leaseMs: config.STREAM_LEASE_MS,
-      maxEvents: config.STREAM_MAX_EVENTS,
-      maxContentChars: config.MAX_CONTENT_CHARS,
-      model: { timeoutMs: config.LLM_TIMEOUT_MS, idleTimeoutMs: config.LLM_IDLE_TIMEOUT_MS, maxRetries: config.LLM_MAX_RETRIES, userEndpoints },
-      singleInstance: true,
-      ...options,
-    },
+    { ...chatOptions(config, { userEndpoints, singleInstance: true }), flushMs: 5, ...options },
     logger,
   );
   const running = (service as unknown as { generations: Generations }).generations.running;

@@ -1,7 +1,7 @@
 // The reader of the model's event stream: whatever way the bytes are cut into chunks, the same
 // events come out, in order.
 import { describe, expect, it } from 'vitest';
-import { SseDataReader } from '../src/llm/model-client.ts';
+import { SseDataReader } from '../src/llm/sse-reader.ts';
 
 const encode = (text: string) => new TextEncoder().encode(text);
 

@@ -24,6 +24,8 @@ export interface ChatOptions {
   leaseMs: number;
   maxEvents: number;
   maxContentChars: number;
+  /** Longest reply: past it, the model call is ended and the reply completes with finish reason `max_reply_chars`. */
+  maxReplyChars: number;
   model: ModelClientOptions;
   /** Without a shared broker no other instance can own a reply: recover all at start. */
   singleInstance: boolean;

@@ -2,6 +2,7 @@
 // then append the terminal event. Whoever loses the seal changes nothing.
 import { randomUUID } from 'node:crypto';
 import type { HistoryCache } from '../cache/history-cache.ts';
+import { clamp, MAX_FINISH_REASON_CHARS, MAX_MODEL_CHARS } from '../llm/model-output.ts';
 import { countTokens } from '../llm/tokens.ts';
 import type { Logger } from '../logger.ts';
 import type { FinalStatus } from '../model.ts';
@@ -50,7 +51,7 @@ export class ReplyFinalizer {
       // Redis is away: the database's conditional update alone decides who ends the reply.
       this.logger.warn({ err: error, messageId }, 'could not seal the stream log; saving the reply without it');
     }
-    const logged = sealed && sealed.events.length > 0 ? sealed.events.map((e) => e.delta).join('') : undefined;
+    const logged = sealed && sealed.events.length > 0 ? sealed.events.map((e) => (typeof e.delta === 'string' ? e.delta : '')).join('') : undefined;
     // The generating instance knows whose message it is; anyone else reads it.
     const owner = local ?? (await this.store.replyOwner(messageId));
     const terminal = async (events: StreamEvent[]) => {
@@ -65,9 +66,10 @@ export class ReplyFinalizer {
       await deleted();
       return true;
     }
-    // What subscribers saw; else what this instance generated; else the last checkpoint.
-    const content = logged ?? owner.content;
-    const end: ReplyEnd = {
+    // What subscribers saw; else what this instance generated; else the last checkpoint. The log
+    // is Redis's, read back after who knows what: it is made safe like a model's output.
+    const content = logged === undefined ? owner.content : clamp(logged, MAX_SAVED_CHARS);
+    let end = safeEnd({
       status: outcome.status,
       content,
       error: outcome.error ?? null,
@@ -76,20 +78,34 @@ export class ReplyFinalizer {
       metadata: local?.metadata ?? null,
       promptTokens: outcome.promptTokens ?? null,
       completionTokens: outcome.completionTokens ?? countTokens(content),
-    };
-    const count = await this.cache.writing(owner.userId, owner.conversationId, () => this.store.saveReplyEnd(messageId, end));
+    });
+    const save = (reply: ReplyEnd) => this.cache.writing(owner.userId, owner.conversationId, () => this.store.saveReplyEnd(messageId, reply));
+    let count: number;
+    try {
+      count = await save(end).catch(async (error: unknown) => {
+        // No reply may stay STREAMING because its end cannot be saved: end it FAILED, with its
+        // text cut short and nothing else that could be the cause.
+        this.logger.error({ err: error, messageId }, 'could not save the end of a reply; ending it FAILED with its text cut short');
+        end = failedEnd(end);
+        return save(end);
+      });
+    } catch (error) {
+      // Not even that (the database is away): whoever tries next must be able to seal.
+      if (sealed) await this.broker.release(messageId, token).catch(() => {});
+      throw error;
+    }
     if (count === 0 && !sealed) return false;
-    const saved = count === 1 ? { status: outcome.status, error: outcome.error ?? null } : await this.store.replyStateById(messageId);
+    const saved = count === 1 ? { status: end.status, error: end.error } : await this.store.replyStateById(messageId);
     if (!saved && local) {
       await deleted();
       return true;
     }
     const events: StreamEvent[] = [];
     let seq = sealed?.events.length ?? 0;
-    if (seq === 0 && content) {
+    if (seq === 0 && end.content) {
       // The log was lost (a restart without Redis): the saved text becomes one event, so the
       // replay still adds up to the saved content.
-      events.push({ seq: seq++, delta: content, done: false, status: 'STREAMING' });
+      events.push({ seq: seq++, delta: end.content, done: false, status: 'STREAMING' });
     }
     events.push({ seq, delta: '', done: true, status: saved?.status ?? outcome.status, error: saved?.error ?? null });
     await terminal(events);
@@ -97,4 +113,36 @@ export class ReplyFinalizer {
     // log now ends as the row did, and whoever saved that end was the winner, not this caller.
     return count === 1;
   }
+}
+
+/** Longest text saved: MySQL's MEDIUMTEXT holds 16 MiB, at most 3 bytes per UTF-16 unit. */
+const MAX_SAVED_CHARS = 5_000_000;
+/** Longest text kept when a reply's end could not be saved. */
+const FAILED_CONTENT_CHARS = 16_384;
+const MAX_TOKENS = 2 ** 31 - 1;
+
+/** Every field within what each database stores. */
+function safeEnd(end: ReplyEnd): ReplyEnd {
+  const count = (n: number | null) => (n !== null && Number.isSafeInteger(n) && n >= 0 && n <= MAX_TOKENS ? n : null);
+  return {
+    ...end,
+    error: end.error === null ? null : clamp(end.error, 1000),
+    finishReason: end.finishReason === null ? null : clamp(end.finishReason, MAX_FINISH_REASON_CHARS),
+    model: end.model === null ? null : clamp(end.model, MAX_MODEL_CHARS),
+    promptTokens: count(end.promptTokens),
+    completionTokens: count(end.completionTokens) ?? 0,
+  };
+}
+
+function failedEnd(end: ReplyEnd): ReplyEnd {
+  return {
+    status: 'FAILED',
+    content: clamp(end.content, FAILED_CONTENT_CHARS),
+    error: 'the reply could not be saved in full',
+    finishReason: null,
+    model: end.model,
+    metadata: null,
+    promptTokens: null,
+    completionTokens: 0,
+  };
 }

@@ -2,6 +2,7 @@
 // each other, and its end through the finalizer, whatever happens.
 import type { HistoryCache } from '../cache/history-cache.ts';
 import { ModelError, streamCompletion, type ModelClientOptions } from '../llm/model-client.ts';
+import { truncate } from '../llm/model-output.ts';
 import { countTokens } from '../llm/tokens.ts';
 import type { Logger } from '../logger.ts';
 import { buildContext } from '../services/chat-context.ts';
@@ -27,8 +28,12 @@ export interface Generation {
 
 export interface GenerationOptions {
   maxEvents: number;
+  maxReplyChars: number;
   model: ModelClientOptions;
 }
+
+/** The finish reason of a reply cut at the server's size limit. */
+export const MAX_REPLY_CHARS_REASON = 'max_reply_chars';
 
 export interface GenerationDeps {
   store: Store;
@@ -161,6 +166,16 @@ export class Generations {
             promptTokens: next.value.usage?.promptTokens ?? promptTokens,
             completionTokens: next.value.usage?.completionTokens ?? countTokens(content),
           };
+          break;
+        }
+        const room = this.options.maxReplyChars - generation.content.length - buffer.length;
+        if (next.value.length > room) {
+          // Past the size limit: keep what fits, end the model call, and complete the reply.
+          buffer += truncate(next.value, room);
+          ended = true;
+          publish();
+          await stream.return({ finishReason: MAX_REPLY_CHARS_REASON, model: settings.model });
+          outcome = { status: 'COMPLETE', finishReason: MAX_REPLY_CHARS_REASON, model: settings.model, promptTokens, completionTokens: countTokens(generation.content) };
           break;
         }
         buffer += next.value;

@@ -74,8 +74,13 @@ export class LeaseKeeper {
     const orphans = await this.store.orphanedReplies(everything, RECOVERY_BATCH);
     for (const id of orphans) {
       if (this.running.has(id)) continue;
-      const finalized = await this.finalizer.finalize(id, { status: 'INTERRUPTED', error: 'the server generating this reply stopped before it finished' });
-      if (finalized) this.logger.warn({ messageId: id }, 'marked an orphaned reply INTERRUPTED');
+      // One reply that cannot be ended must not keep the others (or a start) from being recovered.
+      try {
+        const finalized = await this.finalizer.finalize(id, { status: 'INTERRUPTED', error: 'the server generating this reply stopped before it finished' });
+        if (finalized) this.logger.warn({ messageId: id }, 'marked an orphaned reply INTERRUPTED');
+      } catch (error) {
+        this.logger.error({ err: error, messageId: id }, 'could not end an orphaned reply; the next sweep tries again');
+      }
     }
   }
 }

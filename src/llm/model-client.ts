@@ -5,6 +5,8 @@
 // in the log: `Message.error` tells the user no more than a status and a generic text.
 import OpenAI from 'openai';
 import { nodeFetch, type Fetch } from './node-fetch.ts';
+import { MalformedChunk, parseChunk, SafeTextStream } from './model-output.ts';
+import { SseDataReader, SseLineTooLong } from './sse-reader.ts';
 import { countTokens } from './tokens.ts';
 import type { UserEndpoints } from './user-endpoints.ts';
 
@@ -39,6 +41,8 @@ export interface ModelClientOptions {
   maxRetries: number;
   /** How user endpoints are reached; undefined: custom endpoints are turned off. */
   userEndpoints?: UserEndpoints;
+  /** Longest event of the model's stream, in characters. */
+  maxEventChars: number;
 }
 
 /** A failure of the model call: `message` is fit for `Message.error`, `detail` is for the log. */
@@ -142,7 +146,8 @@ async function* openAiStream(request: CompletionRequest & { baseUrl: string }, s
     let usage: CompletionResult['usage'];
     let first = true;
     const reader = response.body.getReader();
-    const events = new SseDataReader();
+    const events = new SseDataReader(options.maxEventChars);
+    const text = new SafeTextStream();
     let ended = false;
     try {
       for (;;) {
@@ -167,22 +172,23 @@ async function* openAiStream(request: CompletionRequest & { baseUrl: string }, s
             watchdog = setTimeout(() => controller.abort(), DRAIN_AFTER_DONE_MS);
             break;
           }
-          const chunk = JSON.parse(data) as StreamChunk;
-          if (chunk.error) {
-            const detail = `the model reported an error: ${firstLine(String(chunk.error.message ?? JSON.stringify(chunk.error)))}`;
+          const chunk = parseChunk(data);
+          if (chunk.error !== undefined) {
+            const detail = `the model reported an error: ${firstLine(chunk.error)}`;
             throw new ModelError(request.custom ? 'the model reported an error' : detail, detail);
           }
           if (chunk.model) model = chunk.model;
-          if (chunk.usage) usage = { promptTokens: chunk.usage.prompt_tokens, completionTokens: chunk.usage.completion_tokens };
-          const choice = chunk.choices?.[0];
-          if (choice?.finish_reason) finishReason = choice.finish_reason;
-          const delta = choice?.delta?.content;
+          if (chunk.usage) usage = chunk.usage;
+          if (chunk.finishReason) finishReason = chunk.finishReason;
+          const delta = chunk.delta && text.push(chunk.delta);
           if (delta) yield delta;
         }
       }
     } finally {
       if (!ended) void reader.cancel().catch(() => {});
     }
+    const rest = text.end();
+    if (rest) yield rest;
     if (finished) return finished;
     // A body that ended because the request was aborted must not pass for the end of the reply.
     if (controller.signal.aborted) throw signal.aborted ? signal.reason : new ModelError(stalled ?? 'the model stream was cut off');
@@ -191,6 +197,7 @@ async function* openAiStream(request: CompletionRequest & { baseUrl: string }, s
     if (signal.aborted) throw signal.reason;
     if (finished) return finished;
     if (error instanceof ModelError) throw error;
+    if (error instanceof MalformedChunk || error instanceof SseLineTooLong) throw new ModelError(error.message);
     throw stalled ? new ModelError(stalled) : describe(error, request.custom);
   } finally {
     clearTimeout(watchdog);
@@ -200,46 +207,6 @@ async function* openAiStream(request: CompletionRequest & { baseUrl: string }, s
 }
 
 const DRAIN_AFTER_DONE_MS = 1000;
-
-interface StreamChunk {
-  model?: string;
-  usage?: { prompt_tokens: number; completion_tokens: number } | null;
-  choices?: { delta?: { content?: string | null }; finish_reason?: string | null }[];
-  error?: { message?: string };
-}
-
-/**
- * The `data` of each server-sent event in a byte stream, events split anywhere across chunks,
- * lines ended by LF, CRLF or CR. Comments and other fields are skipped.
- */
-export class SseDataReader {
-  private readonly decoder = new TextDecoder();
-  private pending = '';
-  private data: string[] = [];
-
-  push(bytes: Uint8Array): string[] {
-    const text = this.pending + this.decoder.decode(bytes, { stream: true });
-    const events: string[] = [];
-    let start = 0;
-    for (;;) {
-      const lf = text.indexOf('\n', start);
-      const cr = text.indexOf('\r', start);
-      const end = lf === -1 ? cr : cr === -1 ? lf : Math.min(lf, cr);
-      // A CR as the last character may be the first half of a CRLF: wait for the next chunk.
-      if (end === -1 || (end === cr && end === text.length - 1)) break;
-      const line = text.slice(start, end);
-      start = end + (text[end] === '\r' && text[end + 1] === '\n' ? 2 : 1);
-      if (line === '') {
-        if (this.data.length > 0) events.push(this.data.join('\n'));
-        this.data = [];
-      } else if (line.startsWith('data:')) {
-        this.data.push(line.charCodeAt(5) === 32 ? line.slice(6) : line.slice(5));
-      }
-    }
-    this.pending = text.slice(start);
-    return events;
-  }
-}
 
 /**
  * The ModelError for a failed call. An error body is never shown: it may be anything the endpoint

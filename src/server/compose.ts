@@ -2,7 +2,7 @@
 // services one Parley instance runs on. Nothing here serves requests.
 import { createAuthenticator, type Authenticate } from '../auth.ts';
 import { NoHistoryCache, RedisHistoryCache, type HistoryCache } from '../cache/history-cache.ts';
-import { ChatService } from '../chat/chat-service.ts';
+import { ChatService, type ChatOptions } from '../chat/chat-service.ts';
 import { encryptionKeyBytes, type Config } from '../config.ts';
 import type { Services } from '../graphql/context.ts';
 import { modelPresets } from '../llm/presets.ts';
@@ -72,14 +72,7 @@ export async function compose(config: Config, { logger, onQuery }: ComposeOption
     broker,
     userConfigs,
     cache,
-    {
-      flushMs: config.STREAM_FLUSH_MS,
-      leaseMs: config.STREAM_LEASE_MS,
-      maxEvents: config.STREAM_MAX_EVENTS,
-      maxContentChars: config.MAX_CONTENT_CHARS,
-      model: { timeoutMs: config.LLM_TIMEOUT_MS, idleTimeoutMs: config.LLM_IDLE_TIMEOUT_MS, maxRetries: config.LLM_MAX_RETRIES, userEndpoints },
-      singleInstance: !redis,
-    },
+    chatOptions(config, { userEndpoints, singleInstance: !redis }),
     logger,
   );
   await chat.start();
@@ -91,4 +84,24 @@ export async function compose(config: Config, { logger, onQuery }: ComposeOption
     presets,
   };
   return { db, redis, cache, broker, services, authenticate: createAuthenticator(config.AUTH_JWT_SECRET) };
+}
+
+/** The chat domain's options from the configuration. */
+export function chatOptions(config: Config, { userEndpoints, singleInstance }: { userEndpoints?: UserEndpoints; singleInstance: boolean }): ChatOptions {
+  return {
+    flushMs: config.STREAM_FLUSH_MS,
+    leaseMs: config.STREAM_LEASE_MS,
+    maxEvents: config.STREAM_MAX_EVENTS,
+    maxContentChars: config.MAX_CONTENT_CHARS,
+    maxReplyChars: config.LLM_MAX_REPLY_CHARS,
+    model: {
+      timeoutMs: config.LLM_TIMEOUT_MS,
+      idleTimeoutMs: config.LLM_IDLE_TIMEOUT_MS,
+      maxRetries: config.LLM_MAX_RETRIES,
+      userEndpoints,
+      // A delta's JSON may escape each character as \uXXXX; the rest of a chunk is small.
+      maxEventChars: 6 * config.LLM_MAX_REPLY_CHARS + 65_536,
+    },
+    singleInstance,
+  };
 }

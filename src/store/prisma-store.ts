@@ -259,6 +259,8 @@ export class PrismaStore implements Store {
     const rows = await this.db.message.findMany({
       where: { status: 'STREAMING', ...(everything ? {} : { leaseExpiresAt: { lt: new Date() } }) },
       select: { id: true },
+      // Longest expired first: a crowd of orphans is worked through, not sampled.
+      orderBy: { leaseExpiresAt: 'asc' },
       take: limit,
     });
     return rows.map((row) => row.id);

@@ -29,6 +29,8 @@ export interface SealResult {
 export interface StreamBroker {
   append(messageId: string, event: StreamEvent, sealToken?: string): Promise<AppendResult>;
   seal(messageId: string, token: string): Promise<SealResult>;
+  /** Lifts the seal `token` holds, when its holder could not end the reply: the next ender may try. */
+  release(messageId: string, token: string): Promise<void>;
   /** Logged events with seq >= fromSeq, in order. */
   read(messageId: string, fromSeq: number): Promise<StreamEvent[]>;
   /** Live events of the message, from the moment the returned promise resolves. */

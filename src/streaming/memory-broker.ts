@@ -46,6 +46,11 @@ export class MemoryBroker implements StreamBroker {
     return { won: true, events: [...log.events] };
   }
 
+  async release(messageId: string, token: string): Promise<void> {
+    const log = this.logs.get(messageId);
+    if (log?.sealToken === token) delete log.sealToken;
+  }
+
   async read(messageId: string, fromSeq: number): Promise<StreamEvent[]> {
     return this.logs.get(messageId)?.events.slice(Math.max(0, fromSeq)) ?? [];
   }

@@ -32,6 +32,12 @@ if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return fals
 return redis.call('LRANGE', KEYS[1], 0, -1)
 `;
 
+// KEYS: seal. ARGV: token. Deletes the seal only while this token holds it.
+const RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+`;
+
 /**
  * The broker's script commands. Appends are already batched per event-loop turn here, and they are
  * the latency-critical path: they skip the connection's automatic pipelining (a second deferral,
@@ -42,6 +48,7 @@ export const STREAM_COMMANDS = ['parleyAppend', 'parleySeal'];
 type BrokerRedis = Redis & {
   parleyAppend(keyCount: number, ...keysAndArgs: (string | number)[]): Promise<number[]>;
   parleySeal(log: string, seal: string, token: string, ttlMs: number): Promise<string[] | null>;
+  parleyRelease(seal: string, token: string): Promise<number>;
 };
 
 interface PendingAppend {
@@ -77,6 +84,7 @@ export class RedisBroker implements StreamBroker {
     this.redis = options.redis as BrokerRedis;
     this.redis.defineCommand('parleyAppend', { lua: APPEND });
     this.redis.defineCommand('parleySeal', { numberOfKeys: 2, lua: SEAL });
+    this.redis.defineCommand('parleyRelease', { numberOfKeys: 1, lua: RELEASE });
     this.stopChannel = `${options.prefix}stop`;
     // Also after a reconnect, in case the first SUBSCRIBE happened while Redis was away.
     options.subscriber.on('ready', () => {
@@ -128,6 +136,10 @@ export class RedisBroker implements StreamBroker {
     const { log, seal } = this.keys(messageId);
     const events = await this.redis.parleySeal(log, seal, token, this.options.sealTtlMs);
     return events ? { won: true, events: events.map(decodeEvent) } : { won: false, events: [] };
+  }
+
+  async release(messageId: string, token: string): Promise<void> {
+    await this.redis.parleyRelease(this.keys(messageId).seal, token);
   }
 
   async read(messageId: string, fromSeq: number): Promise<StreamEvent[]> {

@@ -1,6 +1,7 @@
 // An OpenAI-compatible chat-completions server for the tests. It streams SSE chunks in the same
 // shape as the real API and can be scripted per request: tokens and pacing, usage, stalls,
-// HTTP errors and connection resets. Parley reaches it through the real `openai` client.
+// HTTP errors and connection resets. It can also be hostile: any JSON as a delta or a field, raw
+// bytes as events, and streams that never end. Parley reaches it through the real `openai` client.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
@@ -20,10 +21,17 @@ export interface Script {
   errorAfter?: number;
   /** Send [DONE], then end the response this much later (null: never, the connection left open). */
   endAfterDoneMs?: number | null;
-  /** false: no usage chunk even when asked for one. */
-  usage?: { prompt_tokens: number; completion_tokens: number } | false;
-  finishReason?: string;
-  model?: string;
+  /** false: no usage chunk even when asked for one. Any other value is sent as is. */
+  usage?: { prompt_tokens: unknown; completion_tokens: unknown } | false | unknown;
+  /** Sent as is, whatever its type. */
+  finishReason?: unknown;
+  model?: unknown;
+  /** Sent as the deltas' `content`, whatever their type, instead of `tokens`. */
+  deltas?: readonly unknown[];
+  /** Written as is after the first chunk, before any delta: garbage, broken JSON, odd line ends. */
+  raw?: readonly string[];
+  /** Repeat the tokens until the client goes away. */
+  endless?: boolean;
   /** Append `|<emission time in ms>;` to every token, for latency measurements. */
   stamp?: boolean;
 }
@@ -125,23 +133,25 @@ export class FakeModel {
       res.end(JSON.stringify({ error: { message: `scripted failure ${script.status}`, type: 'server_error', param: null, code: null } }));
       return;
     }
-    const tokens = script.tokens ?? this.fallback.tokens ?? [];
-    const model = script.model ?? recorded.body.model;
+    const tokens: readonly unknown[] = script.deltas ?? script.tokens ?? this.fallback.tokens ?? [];
+    const model = 'model' in script ? script.model : recorded.body.model;
     const id = `chatcmpl-${this.requests.length}`;
     const created = Math.floor(Date.now() / 1000);
     const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
       `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, system_fingerprint: 'fp_fake', choices, ...extra })}\n\n`;
-    const choice = (delta: Record<string, unknown>, finish: string | null = null) => ({ index: 0, delta, logprobs: null, finish_reason: finish });
+    const choice = (delta: Record<string, unknown>, finish: unknown = null) => ({ index: 0, delta, logprobs: null, finish_reason: finish });
 
     if (!recorded.body.stream) {
-      const content = tokens.join('');
+      const content = tokens.map(String).join('');
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ id, object: 'chat.completion', created, model, choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }] }));
       return;
     }
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' });
     res.write(chunk([choice({ role: 'assistant', content: '', refusal: null })]));
-    for (const [i, token] of tokens.entries()) {
+    for (const text of script.raw ?? []) res.write(text);
+    for (let i = 0; script.endless ? !res.destroyed : i < tokens.length; i++) {
+      const token = tokens[i % tokens.length];
       if (script.stallAfter === i) return; // silence, connection left open
       if (script.errorAfter === i) {
         res.end(`data: ${JSON.stringify({ error: { message: 'The server had an error while processing your request.', type: 'server_error', param: null, code: null } })}\n\n`);
@@ -155,13 +165,16 @@ export class FakeModel {
       }
       await sleep(script.delayMs);
       if (res.destroyed) return;
-      res.write(chunk([choice({ content: script.stamp ? `${token}|${now().toFixed(3)};` : token })]));
+      // Backpressure: an endless or huge stream waits for the client instead of filling memory.
+      if (!res.write(chunk([choice({ content: script.stamp ? `${token}|${now().toFixed(3)};` : token })]))) await new Promise((resolve) => res.once('drain', resolve).once('close', resolve));
       recorded.sent++;
     }
-    res.write(chunk([choice({}, script.finishReason ?? 'stop')]));
+    if (res.destroyed) return;
+    res.write(chunk([choice({}, 'finishReason' in script ? script.finishReason : 'stop')]));
     if (script.usage !== false && recorded.body.stream_options?.include_usage) {
-      const usage = script.usage ?? { prompt_tokens: 11, completion_tokens: tokens.length };
-      res.write(chunk([], { usage: { ...usage, total_tokens: usage.prompt_tokens + usage.completion_tokens } }));
+      const usage = (script.usage ?? { prompt_tokens: 11, completion_tokens: tokens.length }) as { prompt_tokens: unknown; completion_tokens: unknown };
+      const total = typeof usage.prompt_tokens === 'number' && typeof usage.completion_tokens === 'number' ? usage.prompt_tokens + usage.completion_tokens : null;
+      res.write(chunk([], { usage: typeof usage === 'object' && usage !== null ? { ...usage, total_tokens: total } : usage }));
     }
     if (script.endAfterDoneMs === undefined) return void res.end('data: [DONE]\n\n');
     res.write('data: [DONE]\n\n');
