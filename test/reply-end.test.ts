@@ -581,3 +581,82 @@ describe('LeaseKeeper: recovery racing live generations and other instances', ()
     }
   });
 });
+
+/** The store, with saveReplyEnd failing while `fails(messageId, end)` says so. */
+function failingStore(store: Store, fails: (messageId: string, end: Parameters<Store['saveReplyEnd']>[1]) => boolean): { store: Store; attempts: { messageId: string; status: string; content: string }[] } {
+  const attempts: { messageId: string; status: string; content: string }[] = [];
+  const wrapped = new Proxy(store, {
+    get(target, prop, receiver) {
+      if (prop === 'saveReplyEnd') {
+        return async (messageId: string, end: Parameters<Store['saveReplyEnd']>[1]) => {
+          attempts.push({ messageId, status: end.status, content: end.content });
+          if (fails(messageId, end)) throw new Error('invalid byte sequence for encoding "UTF8": 0x00');
+          return target.saveReplyEnd(messageId, end);
+        };
+      }
+      const value = Reflect.get(target, prop, receiver);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  return { store: wrapped, attempts };
+}
+
+describe('ReplyFinalizer: an end that cannot be saved never leaves a reply STREAMING', () => {
+  const f = useFixture();
+
+  it('a save that fails ends the reply FAILED, its text cut short, and subscribers get that end', async () => {
+    const long = 'x'.repeat(20_000);
+    const reply = await streamingReply(f.db, f.broker, { deltas: [long, ' and more'] });
+    // Only the full end fails, as a row the database refuses would.
+    const { store, attempts } = failingStore(f.db.store, (_, end) => end.status !== 'FAILED');
+    expect(await new ReplyFinalizer(store, f.cache, f.broker, logger).finalize(reply.id, { status: 'COMPLETE', finishReason: 'stop', model: 'm' })).toBe(true);
+    expect(attempts.map((a) => a.status)).toEqual(['COMPLETE', 'FAILED']);
+    const row = (await rowOf(f.db, reply.id))!;
+    expect(row).toMatchObject({ status: 'FAILED', error: 'the reply could not be saved in full', finishReason: null, leaseExpiresAt: null });
+    expect(row.content).toBe('x'.repeat(16_384));
+    const { terminal } = wellFormed(await f.broker.read(reply.id, 0));
+    expect(terminal).toMatchObject({ status: 'FAILED', error: 'the reply could not be saved in full' });
+  });
+
+  it('when no save works, finalize throws and lifts its seal: the next ender wins and the log still ends once', async () => {
+    const reply = await streamingReply(f.db, f.broker, { deltas: ['half ', 'a reply'] });
+    const { store } = failingStore(f.db.store, () => true);
+    await expect(new ReplyFinalizer(store, f.cache, f.broker, logger).finalize(reply.id, { status: 'COMPLETE' })).rejects.toThrow(/invalid byte sequence/);
+    expect((await rowOf(f.db, reply.id))!.status).toBe('STREAMING');
+    // Without the release, this seal would be refused and the reply would stay STREAMING.
+    expect(await new ReplyFinalizer(f.db.store, f.cache, f.broker, logger).finalize(reply.id, { status: 'INTERRUPTED', error: INTERRUPTED_ERROR })).toBe(true);
+    expect((await rowOf(f.db, reply.id))!).toMatchObject({ status: 'INTERRUPTED', content: 'half a reply' });
+    const { content, terminal } = wellFormed(await f.broker.read(reply.id, 0));
+    expect(content).toBe('half a reply');
+    expect(terminal.status).toBe('INTERRUPTED');
+  });
+
+  it('the log is read back as untrusted text: NUL and lone surrogates are saved as U+FFFD, a non-string delta as nothing', async () => {
+    const reply = await streamingReply(f.db, f.broker, { deltas: ['a\u0000b', 'c\ud800', 'd'] });
+    await f.broker.append(reply.id, { seq: 3, delta: { not: 'text' } as unknown as string, done: false, status: 'STREAMING' });
+    expect(await new ReplyFinalizer(f.db.store, f.cache, f.broker, logger).finalize(reply.id, { status: 'COMPLETE', finishReason: 'f'.repeat(500), model: 'm'.repeat(900), promptTokens: 2 ** 40, completionTokens: 1.5 })).toBe(true);
+    expect((await rowOf(f.db, reply.id))!).toMatchObject({
+      content: 'a\uFFFDbc\uFFFDd',
+      finishReason: 'f'.repeat(64),
+      model: 'm'.repeat(255),
+      promptTokens: null,
+      completionTokens: 0,
+    });
+  });
+
+  it('a sweep goes on past a reply it cannot end, and ends that one once the store heals', async () => {
+    const orphans = await Promise.all([0, 1, 2].map((i) => streamingReply(f.db, f.broker, { deltas: [`orphan ${i}`], leaseMs: -1000 - i })));
+    const broken = orphans[1]!.id;
+    let healed = false;
+    const { store } = failingStore(f.db.store, (id) => id === broken && !healed);
+    const running = new Map<string, Generation>();
+    const keeper = new LeaseKeeper(store, f.cache, new ReplyFinalizer(store, f.cache, f.broker, logger), running, 1000, logger);
+    await keeper.recover(false);
+    const statuses = async () => Promise.all(orphans.map(async (o) => (await rowOf(f.db, o.id))!.status));
+    expect(await statuses()).toEqual(['INTERRUPTED', 'STREAMING', 'INTERRUPTED']);
+    healed = true;
+    await keeper.recover(false);
+    expect(await statuses()).toEqual(['INTERRUPTED', 'INTERRUPTED', 'INTERRUPTED']);
+    expect(wellFormed(await f.broker.read(broken, 0)).content).toBe('orphan 1');
+  });
+});
