@@ -105,7 +105,7 @@ const envSchema = z.object({
   LLM_TIMEOUT_MS: positiveInt(600_000).default(30_000),
   LLM_IDLE_TIMEOUT_MS: positiveInt(600_000).default(30_000),
   // A reply is cut there (finish reason `max_reply_chars`); MySQL's MEDIUMTEXT holds 16 MiB.
-  LLM_MAX_REPLY_CHARS: positiveInt(5_000_000).default(1_000_000),
+  LLM_MAX_REPLY_CHARS: positiveInt(5_000_000).default(400_000),
   LLM_MAX_RETRIES: z.coerce.number({ error: 'must be a number' }).int().min(0).max(10).default(2),
   // Unset: off when auth is on (many users), on in single-user mode.
   ALLOW_CUSTOM_BASE_URL: booleanFlag.optional(),

@@ -93,7 +93,7 @@ export class Generations {
     const viewer = { userId: message.userId };
     // Position 1 is the first message of its conversation: there is no history to read.
     const historyFrom = userMessage.seq > 1 ? message.conversationId : null;
-    const context = await buildContext(this.deps.store, this.deps.cache, viewer, historyFrom, userMessage.content, settings, userMessage.seq);
+    const context = await buildContext(this.deps.store, this.deps.cache, viewer, historyFrom, userMessage, settings, userMessage.seq);
     generation.metadata = {
       ...(message.metadata as JsonObject),
       context: {

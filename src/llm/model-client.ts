@@ -5,7 +5,7 @@
 // in the log: `Message.error` tells the user no more than a status and a generic text.
 import OpenAI from 'openai';
 import { nodeFetch, type Fetch } from './node-fetch.ts';
-import { MalformedChunk, parseChunk, SafeTextStream } from './model-output.ts';
+import { MalformedChunk, parseChunk, safeText, SafeTextStream } from './model-output.ts';
 import { SseDataReader, SseLineTooLong } from './sse-reader.ts';
 import { countTokens } from './tokens.ts';
 import type { UserEndpoints } from './user-endpoints.ts';
@@ -77,7 +77,8 @@ export async function completeText(request: CompletionRequest, signal: AbortSign
       { model: request.model, messages: request.messages, max_tokens: request.maxTokens, temperature: request.temperature },
       { signal, timeout: options.timeoutMs },
     );
-    return completion.choices[0]?.message?.content ?? '';
+    const content: unknown = completion.choices?.[0]?.message?.content;
+    return typeof content === 'string' ? safeText(content) : '';
   } catch (error) {
     if (signal.aborted) throw signal.reason;
     if (error instanceof ModelError) throw error;

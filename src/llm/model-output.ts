@@ -33,7 +33,7 @@ export function parseChunk(data: string): ParsedChunk {
   const parsed: ParsedChunk = {};
   if (chunk.error !== undefined && chunk.error !== null) {
     const message = isObject(chunk.error) ? chunk.error.message : chunk.error;
-    parsed.error = safeText(typeof message === 'string' ? message : JSON.stringify(message) ?? 'unknown error');
+    parsed.error = safeText(typeof message === 'string' ? message : JSON.stringify(chunk.error));
     return parsed;
   }
   if (typeof chunk.model === 'string' && chunk.model !== '') parsed.model = clamp(chunk.model, MAX_MODEL_CHARS);

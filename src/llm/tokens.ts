@@ -11,7 +11,7 @@ const PER_MESSAGE_OVERHEAD = 4;
 const PIECE_CHARS = 256;
 /** Longest prefix encoded exactly, in characters and in milliseconds of work. */
 const EXACT_CHARS = 200_000;
-const EXACT_MS = 20;
+const EXACT_MS = 10;
 // Special-token markup in user text or a reply is text, not a control token (and must not throw).
 const AS_TEXT = { disallowedSpecial: new Set<string>() };
 

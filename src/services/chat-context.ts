@@ -30,12 +30,13 @@ export async function buildContext(
   cache: HistoryCache,
   viewer: Viewer,
   conversationId: string | null,
-  newContent: string,
+  newMessage: { content: string; tokenCount?: number | null },
   settings: { systemPrompt: string | null; contextTokens: number },
   /** Only messages before this position count (the new message and its reply are already saved). */
   newSeq?: number,
 ): Promise<ModelContext> {
-  const newMessageTokens = countTokens(newContent);
+  const newContent = newMessage.content;
+  const newMessageTokens = newMessage.tokenCount ?? countTokens(newContent);
   const system: ChatTurn[] = settings.systemPrompt ? [{ role: 'system', content: settings.systemPrompt }] : [];
   let used = countMessageTokens({ content: newContent, tokenCount: newMessageTokens }) + system.reduce((n, t) => n + countMessageTokens(t), 0);
   const history: ChatTurn[] = [];
