@@ -4,7 +4,7 @@
 // must reach a final status, saved as streamed, while /health keeps answering fast; the process
 // must then restart clean, even after a crash in the middle of such a reply.
 import { Worker } from 'node:worker_threads';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../src/store/database.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { FakeModel, type Script } from './support/fake-model.ts';
@@ -16,10 +16,11 @@ import { assertWellFormed, followSse, SendMessage, waitFor } from './support/str
 const MAX_REPLY_CHARS = 400_000;
 
 /** Polls /health from its own thread, so that the test's own work never shows in the timings. */
-function healthProbe(url: string): { stop(): Promise<number[]> } {
+function healthProbe(url: string): { stop(): Promise<{ latencies: number[]; at: number[] }> } {
   const worker = new Worker(
     `const { parentPort, workerData } = require('node:worker_threads');
      const latencies = [];
+     const at = [];
      let running = true;
      parentPort.on('message', () => { running = false; });
      (async () => {
@@ -27,16 +28,17 @@ function healthProbe(url: string): { stop(): Promise<number[]> } {
          const start = performance.now();
          try { const res = await fetch(workerData.url); await res.arrayBuffer(); latencies.push(res.ok ? performance.now() - start : Infinity); }
          catch { latencies.push(Infinity); }
-         await new Promise((r) => setTimeout(r, 10));
+         at.push(Date.now());
+         await new Promise((r) => setTimeout(r, 2));
        }
-       parentPort.postMessage(latencies);
+       parentPort.postMessage({ latencies, at });
      })();`,
     { eval: true, workerData: { url: `${url}/health` } },
   );
   return {
     stop: () =>
       new Promise((resolve) => {
-        worker.once('message', (latencies: number[]) => void worker.terminate().then(() => resolve(latencies)));
+        worker.once('message', (samples: { latencies: number[]; at: number[] }) => void worker.terminate().then(() => resolve(samples)));
         worker.postMessage('stop');
       }),
   };
@@ -73,13 +75,17 @@ describe('a hostile model', () => {
   beforeAll(async () => {
     model = await FakeModel.start();
     database = await createTestDatabase('postgresql');
-    parley = await spawnParley(env());
+    parley = await spawnParley(env(), undefined, process.env.TRACE_GC ? ['--trace-gc'] : []);
     await waitUntilHealthy(parley, 60_000);
     db = await openDatabase({ url: database.url, poolSize: 2 });
     token = await tokenFor('hostile-model-user');
     api = new GraphQLClient(`${parley.url}/graphql`, token);
-    // A first reply compiles what every later one reuses: that is start-up, not the run measured.
-    await reply({ tokens: ['warm', ' up'] });
+    // First replies compile what every later one reuses (each query shape, the title, a failure,
+    // a follow-up with history): that is start-up, not the run measured.
+    const first = await reply({ tokens: ['warm', ' up'] });
+    await waitFor(() => db.prisma.conversation.findUniqueOrThrow({ where: { id: first.conversationId } }), (c) => c.title !== null, 10_000);
+    await reply({ tokens: ['again'] }, 'a follow-up', first.conversationId);
+    await reply({ deltas: ['x', 1] });
     probe = healthProbe(parley.url);
   });
   afterAll(async () => {
@@ -91,10 +97,13 @@ describe('a hostile model', () => {
     await namespace.cleanup();
   });
 
+  const cases: { name: string; at: number }[] = [];
+  beforeEach((context) => void cases.push({ name: context.task.name, at: Date.now() }));
+
   /** Sends a message answered by `script`; returns what a subscriber saw and what was saved. */
-  async function reply(script: Script, content = 'say something') {
+  async function reply(script: Script, content = 'say something', conversationId?: string) {
     model.enqueue(script);
-    const sent = await api.ok(SendMessage, { input: { content } });
+    const sent = await api.ok(SendMessage, { input: { content, conversationId } });
     const id = sent.sendMessage.assistantMessage!.id;
     const followed = followSse(`${parley.url}/graphql`, id, undefined, token);
     await Promise.race([followed.done, new Promise((_, reject) => setTimeout(() => reject(new Error(`no terminal event for ${id}`)), 30_000))]);
@@ -103,7 +112,7 @@ describe('a hostile model', () => {
     const saved = terminal.message!;
     expect(saved.status).toBe(terminal.status);
     expect(saved.content).toBe(streamed);
-    return { id, streamed, terminal, saved, request: model.chatRequests.at(-1)! };
+    return { id, conversationId: sent.sendMessage.conversation.id, streamed, terminal, saved, request: model.chatRequests.at(-1)! };
   }
 
   it('NUL in a delta is saved and streamed as U+FFFD, and the reply completes (PostgreSQL refuses NUL)', async () => {
@@ -198,10 +207,18 @@ describe('a hostile model', () => {
   });
 
   it('/health kept its p99 under 100 ms through all of it', async () => {
-    const latencies = await probe.stop();
-    expect(latencies.length).toBeGreaterThan(50);
+    const { latencies, at } = await probe.stop();
+    if (process.env.TRACE_GC) console.log(parley.output().split('\n').filter((l) => /Mark-Compact|Scavenge/.test(l) && Number(/ ([\d.]+) \/ [\d.]+ ms/.exec(l)?.[1] ?? 0) > 20).join('\n'));
+    expect(latencies.length).toBeGreaterThan(100);
     expect(latencies.filter((l) => l === Infinity)).toEqual([]);
-    expect(percentile(latencies, 99)).toBeLessThan(100);
+    // Each of the slowest answers, with the case that was running when it came.
+    const during = (time: number) => cases.findLast((c) => c.at <= time)?.name ?? 'before the first case';
+    const slowest = latencies
+      .map((latency, i) => ({ latency, i }))
+      .sort((a, b) => b.latency - a.latency)
+      .slice(0, 5)
+      .map(({ latency, i }) => `${Math.round(latency)} ms during "${during(at[i]! - latency)}"`);
+    expect(percentile(latencies, 99), `${latencies.length} answers, slowest: ${slowest.join('; ')}`).toBeLessThan(100);
   });
 
   it('a crash in the middle of a hostile reply leaves nothing that keeps the next start from ending it', async () => {
@@ -209,7 +226,7 @@ describe('a hostile model', () => {
     const sent = await api.ok(SendMessage, { input: { content: 'and now crash' } });
     const id = sent.sendMessage.assistantMessage!.id;
     // Past a checkpoint (a third of the lease), then killed as a crash would.
-    await waitFor(() => db.prisma.message.findUniqueOrThrow({ where: { id } }), (m) => m.content.length > 0, 10_000);
+    await waitFor(() => db.prisma.message.findUniqueOrThrow({ where: { id } }), (m) => m.content.includes('text '), 10_000);
     parley.child.kill('SIGKILL');
     await parley.exited;
     expect(await db.prisma.message.count({ where: { status: 'STREAMING' } })).toBe(1);
@@ -219,7 +236,8 @@ describe('a hostile model', () => {
     api = new GraphQLClient(`${parley.url}/graphql`, token);
     const ended = await waitFor(() => db.prisma.message.findUniqueOrThrow({ where: { id } }), (m) => m.status !== 'STREAMING', 15_000);
     expect(ended.status).toBe('INTERRUPTED');
-    expect(ended.content).toMatch(/^(\uFFFD\uFFFDtext )+/);
+    // NUL, then the held lone half, each U+FFFD; the log may end between the two.
+    expect(ended.content).toMatch(/^(\uFFFD\uFFFDtext )+\uFFFD?$/);
     expect(await db.prisma.message.count({ where: { status: 'STREAMING' } })).toBe(0);
     expect(parley.output()).not.toMatch(/could not start|recovery sweep failed|"level":50/);
     // And it serves: a plain reply, start to end.

@@ -24,9 +24,10 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-export async function spawnParley(env: Record<string, string>, cwd = root): Promise<ParleyProcess> {
+/** `nodeArgs`: flags for node itself, such as `--trace-gc` (many are refused in NODE_OPTIONS). */
+export async function spawnParley(env: Record<string, string>, cwd = root, nodeArgs: string[] = []): Promise<ParleyProcess> {
   const port = env.PORT ?? String(await freePort());
-  const child = spawn(process.execPath, ['--import', tsxLoader, main], {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', tsxLoader, main], {
     cwd,
     env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env, PORT: port },
     stdio: ['ignore', 'pipe', 'pipe'],
