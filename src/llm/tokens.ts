@@ -9,7 +9,11 @@ import { encode } from 'gpt-tokenizer';
 const PER_MESSAGE_OVERHEAD = 4;
 /** Longest piece handed to the tokenizer. */
 const PIECE_CHARS = 256;
-/** Longest prefix encoded exactly, in characters and in milliseconds of work. */
+/**
+ * The prefix encoded exactly: always the first MIN_EXACT_CHARS (so that a count does not depend on
+ * the machine's load), then up to EXACT_CHARS while the work stays under EXACT_MS.
+ */
+const MIN_EXACT_CHARS = 8192;
 const EXACT_CHARS = 200_000;
 const EXACT_MS = 10;
 // Special-token markup in user text or a reply is text, not a control token (and must not throw).
@@ -24,7 +28,7 @@ export function countTokens(text: string): number {
     const end = pieceEnd(text, start, exactEnd);
     tokens += encode(text.slice(start, end), AS_TEXT).length;
     start = end;
-    if (performance.now() > deadline) break;
+    if (start >= MIN_EXACT_CHARS && performance.now() > deadline) break;
   }
   if (start >= text.length) return tokens;
   return Math.ceil((tokens / start) * text.length);
