@@ -62,10 +62,18 @@ describe('HTTP endpoints', () => {
     expect(body.errors[0].message).not.toContain('Did you mean');
   });
 
-  it('serves GraphiQL at /graphql in development', async () => {
+  it('serves GraphiQL at /graphql in development, whole: no script, style or image from another host', async () => {
     const res = await fetch(server.graphqlUrl, { headers: { accept: 'text/html' } });
     expect(res.status).toBe(200);
-    expect(await res.text()).toMatch(/graphiql/i);
+    const page = await res.text();
+    expect(page).toMatch(/graphiql/i);
+    // Every tag that loads something names no URL with a host (Yoga's default page loads unpkg).
+    const loads = [...page.matchAll(/<(script|link|img)\b[^>]*\b(src|href)\s*=\s*["']([^"']*)["']/gi)].map((m) => m[3]!);
+    expect(loads.filter((url) => /^(https?:)?\/\//i.test(url))).toEqual([]);
+    expect(page).not.toMatch(/unpkg\.com|jsdelivr|cdn\./i);
+    // It opens on the working pair of operations.
+    expect(page).toContain('sendMessage(input:');
+    expect(page).toContain('messageStream(messageId: $messageId)');
   });
 });
 

@@ -14,6 +14,7 @@ import type { Logger } from '../logger.ts';
 import { MessagePageLoader } from '../services/message-pages.ts';
 import type { Database } from '../store/database.ts';
 import { FastQueries, useExecutedResult } from './fast-queries.ts';
+import { graphiqlOptions, renderGraphiQL } from './graphiql.ts';
 import { useSharedSubscriptionEvents } from './shared-subscription-events.ts';
 
 export const GRAPHQL_PATH = '/graphql';
@@ -44,7 +45,8 @@ export function createPipeline(config: Config, { db, cache, services, authentica
   const yoga = createYoga<ServerContext, Context>({
     schema: buildSchema(),
     graphqlEndpoint: GRAPHQL_PATH,
-    graphiql: config.GRAPHIQL ? { title: 'Parley' } : false,
+    graphiql: config.GRAPHIQL ? graphiqlOptions({ auth: config.AUTH_JWT_SECRET !== undefined }) : false,
+    renderGraphiQL,
     landingPage: false,
     // Yoga's own limit pipes every body through a stream; the HTTP handler checks Content-Length.
     maxRequestBodySize: false,
