@@ -51,7 +51,7 @@ describe('chat on one instance', () => {
         LLM_API_KEY: 'sk-server-key',
         LLM_MAX_RETRIES: '0',
         LLM_TIMEOUT_MS: '1500',
-        LLM_IDLE_TIMEOUT_MS: '400',
+        LLM_IDLE_TIMEOUT_MS: '1500', // long enough for a loaded machine's pauses between chunks
         STREAM_FLUSH_MS: '25',
         CONFIG_ENCRYPTION_KEY: ENCRYPTION_KEY,
         LLM_PRESETS: JSON.stringify([{ id: 'other', name: 'Other', baseUrl: model.url, model: 'other-model' }]),
