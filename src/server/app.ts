@@ -5,6 +5,7 @@ import type { Config } from '../config.ts';
 import { createLogger, type Logger } from '../logger.ts';
 import type { Database } from '../store/database.ts';
 import { compose } from './compose.ts';
+import { browserPolicy } from './cors.ts';
 import { healthCheck } from './health.ts';
 import { createHttpServer } from './http.ts';
 import { createWebSocketServer } from './websocket.ts';
@@ -38,9 +39,10 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   const { db, redis, cache, broker, services, authenticate } = await compose(config, { logger, onQuery: options.onQuery });
   const shutdown = new AbortController();
   const { yoga, fastQueries } = createPipeline(config, { db, cache, services, authenticate, logger, shutdown: shutdown.signal });
-  const http = createHttpServer({ yoga, fastQueries, health: healthCheck(db, redis, cache), maxBodyBytes: config.MAX_BODY_BYTES });
+  const browser = browserPolicy(config);
+  const http = createHttpServer({ yoga, fastQueries, health: healthCheck(db, redis, cache), maxBodyBytes: config.MAX_BODY_BYTES, browser });
   const { server } = http;
-  const ws = createWebSocketServer(server, yoga, authenticate, { maxPayload: config.MAX_BODY_BYTES, maxSubscriptionsPerConnection: config.MAX_SUBSCRIPTIONS_PER_CONNECTION });
+  const ws = createWebSocketServer(server, yoga, authenticate, { maxPayload: config.MAX_BODY_BYTES, maxSubscriptionsPerConnection: config.MAX_SUBSCRIPTIONS_PER_CONNECTION }, browser);
 
   let url = '';
   return {
