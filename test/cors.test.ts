@@ -154,11 +154,12 @@ describe('CORS: auth on (default: any origin, without credentials)', () => {
 describe('CORS_ORIGINS', () => {
   let listed: TestServer;
   let star: TestServer;
+  const starLog: string[] = [];
   let token: string;
   beforeAll(async () => {
     token = await tokenFor('alice');
     listed = await startParley({ env: { AUTH_JWT_SECRET: TEST_JWT_SECRET, MAX_BODY_BYTES: '4096', CORS_ORIGINS: 'https://app.example.com, http://localhost:5173' } });
-    star = await startParley({ env: { MAX_BODY_BYTES: '4096', CORS_ORIGINS: '*' } });
+    star = await startParley({ env: { MAX_BODY_BYTES: '4096', CORS_ORIGINS: '*' }, logLines: starLog });
   });
   afterAll(async () => {
     await listed?.stop();
@@ -177,8 +178,9 @@ describe('CORS_ORIGINS', () => {
     await expectPolicy(listed, listed.url, listed.url, token);
   });
 
-  it('`*` opens even a single-user server to every origin, still without credentials', async () => {
+  it('`*` opens even a single-user server to every origin, still without credentials, and says so at start', async () => {
     await expectPolicy(star, 'https://evil.example', '*');
+    expect(starLog.join('\n')).toContain('CORS_ORIGINS=* in single-user mode');
   });
 });
 

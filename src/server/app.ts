@@ -35,6 +35,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   const logger = options.logger ?? createLogger(config.LOG_LEVEL);
   if (!config.AUTH_JWT_SECRET) {
     logger.warn('AUTH_JWT_SECRET is not set: single-user mode, every request acts as the user "local"');
+    // Any page the user visits could then read and write their conversations.
+    if (config.CORS_ORIGINS === '*') logger.warn('CORS_ORIGINS=* in single-user mode: every web page the user opens may call this server as them');
   }
   const { db, redis, cache, broker, services, authenticate } = await compose(config, { logger, onQuery: options.onQuery });
   const shutdown = new AbortController();
