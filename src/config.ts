@@ -53,6 +53,40 @@ const allowedHostsSchema = z.string().transform((text, ctx): AllowedHosts => {
   return allowed;
 });
 
+// CORS_ORIGINS: `*`, or origins exactly as a browser sends them (scheme://host[:port], no path).
+const corsOriginsSchema = z.string().transform((text, ctx): '*' | string[] => {
+  const entries = text.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '');
+  if (entries.includes('*')) {
+    if (entries.length > 1) ctx.addIssue({ code: 'custom', message: '`*` allows every origin: list origins or `*`, not both' });
+    return '*';
+  }
+  const origins: string[] = [];
+  for (const entry of entries) {
+    let url: URL | undefined;
+    try {
+      url = /^[a-z][a-z0-9+.-]*:\/\/[^/?#@]+$/i.test(entry) ? new URL(entry) : undefined;
+    } catch {
+      url = undefined;
+    }
+    // URL's origin spells it as browsers do: lower-case host, no default port.
+    if (url === undefined || url.origin === 'null') ctx.addIssue({ code: 'custom', message: `${JSON.stringify(entry)} is not an origin (scheme://host[:port], no path)` });
+    else origins.push(url.origin);
+  }
+  return origins;
+});
+
+// ALLOWED_HOSTS: names the server answers to besides loopback (Host header, any port).
+const serverHostsSchema = z.string().transform((text, ctx): string[] => {
+  const hosts: string[] = [];
+  for (const raw of text.split(',')) {
+    const entry = raw.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1').replace(/\.$/, '');
+    if (entry === '') continue;
+    if (HOST_NAME.test(entry) || ipaddr.IPv6.isValid(entry)) hosts.push(entry);
+    else ctx.addIssue({ code: 'custom', message: `${JSON.stringify(raw.trim())} is not a host name or an IP address (no port)` });
+  }
+  return hosts;
+});
+
 /** The 32 key bytes of CONFIG_ENCRYPTION_KEY (hex or base64), or undefined when malformed. */
 export function encryptionKeyBytes(key: string): Buffer | undefined {
   const bytes = /^[0-9a-fA-F]{64}$/.test(key) ? Buffer.from(key, 'hex') : Buffer.from(key, 'base64');
@@ -80,6 +114,9 @@ const envSchema = z.object({
   MAX_BODY_BYTES: positiveInt(100 * 1024 * 1024).default(2 * 1024 * 1024),
   MAX_SUBSCRIPTIONS_PER_CONNECTION: positiveInt(100_000).default(100),
   SHUTDOWN_TIMEOUT_MS: positiveInt(600_000).default(10_000),
+  // Unset: any origin with auth on, loopback origins in single-user mode (src/server/cors.ts).
+  CORS_ORIGINS: corsOriginsSchema.optional(),
+  ALLOWED_HOSTS: serverHostsSchema.optional(),
 
   REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').optional(),
   REDIS_KEY_PREFIX: z.string().max(100).default('parley:'),

@@ -50,4 +50,29 @@ describe('configuration', () => {
     // Without LLM_API_URL there is no preset called default: the id is free.
     expect(loadConfig({ LLM_PRESETS: preset('default') }).LLM_PRESETS.map((p) => p.id)).toEqual(['default']);
   });
+
+  it('reads CORS_ORIGINS as origins spelled as browsers send them, or *', () => {
+    expect(loadConfig({}).CORS_ORIGINS).toBeUndefined();
+    expect(loadConfig({ CORS_ORIGINS: ' * ' }).CORS_ORIGINS).toBe('*');
+    expect(loadConfig({ CORS_ORIGINS: 'https://App.Example.com, http://localhost:5173,https://x.example:443' }).CORS_ORIGINS).toEqual([
+      'https://app.example.com',
+      'http://localhost:5173',
+      'https://x.example',
+    ]);
+  });
+
+  it.each(['https://app.example.com/', 'https://app.example.com/path', 'app.example.com', 'https://a.example,*', 'https://user@a.example', 'mailto://x', 'https://a.example?x=1'])(
+    'refuses CORS_ORIGINS=%s',
+    (value) => {
+      expect(() => loadConfig({ CORS_ORIGINS: value })).toThrow(/^Invalid configuration:\n {2}- CORS_ORIGINS: /);
+    },
+  );
+
+  it('reads ALLOWED_HOSTS as host names without port', () => {
+    expect(loadConfig({}).ALLOWED_HOSTS).toBeUndefined();
+    expect(loadConfig({ ALLOWED_HOSTS: 'Parley.LAN., 192.168.1.20, [fd00::1]' }).ALLOWED_HOSTS).toEqual(['parley.lan', '192.168.1.20', 'fd00::1']);
+    for (const value of ['parley.lan:4000', 'http://parley.lan', 'a b']) {
+      expect(() => loadConfig({ ALLOWED_HOSTS: value }), value).toThrow(/^Invalid configuration:\n {2}- ALLOWED_HOSTS: /);
+    }
+  });
 });

@@ -5,6 +5,7 @@ import type { Config } from '../config.ts';
 import { createLogger, type Logger } from '../logger.ts';
 import type { Database } from '../store/database.ts';
 import { compose } from './compose.ts';
+import { browserPolicy } from './cors.ts';
 import { healthCheck } from './health.ts';
 import { createHttpServer } from './http.ts';
 import { createWebSocketServer } from './websocket.ts';
@@ -34,13 +35,16 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   const logger = options.logger ?? createLogger(config.LOG_LEVEL);
   if (!config.AUTH_JWT_SECRET) {
     logger.warn('AUTH_JWT_SECRET is not set: single-user mode, every request acts as the user "local"');
+    // Any page the user visits could then read and write their conversations.
+    if (config.CORS_ORIGINS === '*') logger.warn('CORS_ORIGINS=* in single-user mode: every web page the user opens may call this server as them');
   }
   const { db, redis, cache, broker, services, authenticate } = await compose(config, { logger, onQuery: options.onQuery });
   const shutdown = new AbortController();
   const { yoga, fastQueries } = createPipeline(config, { db, cache, services, authenticate, logger, shutdown: shutdown.signal });
-  const http = createHttpServer({ yoga, fastQueries, health: healthCheck(db, redis, cache), maxBodyBytes: config.MAX_BODY_BYTES });
+  const browser = browserPolicy(config);
+  const http = createHttpServer({ yoga, fastQueries, health: healthCheck(db, redis, cache), maxBodyBytes: config.MAX_BODY_BYTES, browser });
   const { server } = http;
-  const ws = createWebSocketServer(server, yoga, authenticate, { maxPayload: config.MAX_BODY_BYTES, maxSubscriptionsPerConnection: config.MAX_SUBSCRIPTIONS_PER_CONNECTION });
+  const ws = createWebSocketServer(server, yoga, authenticate, { maxPayload: config.MAX_BODY_BYTES, maxSubscriptionsPerConnection: config.MAX_SUBSCRIPTIONS_PER_CONNECTION }, browser);
 
   let url = '';
   return {

@@ -1,8 +1,10 @@
-// The HTTP side of one port: /health, the body checks, the fast path for known operations, and
-// Yoga for everything else (GraphQL over POST/GET, SSE, GraphiQL).
+// The HTTP side of one port: the browser policy (CORS, Host, CSRF), /health, the body checks, the
+// fast path for known operations, and Yoga for everything else (GraphQL over POST/GET, SSE,
+// GraphiQL).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { ExecutionResult } from 'graphql';
 import type { YogaInitialContext } from 'graphql-yoga';
+import { decideRequest, type BrowserPolicy } from './cors.ts';
 import { acceptsPlainJson, type FastQueries } from './fast-queries.ts';
 import { GRAPHQL_PATH, type ServerContext, type Yoga } from './yoga.ts';
 
@@ -11,10 +13,11 @@ export interface HttpParts {
   fastQueries: FastQueries;
   health: (res: ServerResponse) => Promise<void>;
   maxBodyBytes: number;
+  browser: BrowserPolicy;
 }
 
 /** The server, and how many requests are in flight (for a draining shutdown). */
-export function createHttpServer({ yoga, fastQueries, health, maxBodyBytes }: HttpParts) {
+export function createHttpServer({ yoga, fastQueries, health, maxBodyBytes, browser }: HttpParts) {
   let inFlight = 0;
   let drained: (() => void) | undefined;
 
@@ -39,6 +42,15 @@ export function createHttpServer({ yoga, fastQueries, health, maxBodyBytes }: Ht
     res.on('close', () => {
       if (--inFlight === 0) drained?.();
     });
+    // Set before any route writes: writeHead keeps them, so every answer carries them (Yoga's own
+    // CORS is off).
+    const decision = decideRequest(browser, req.method, req.headers);
+    for (const [name, value] of Object.entries(decision.headers)) res.setHeader(name, value);
+    if (decision.answer) {
+      const { answer } = decision;
+      if (!('message' in answer)) return void res.writeHead(answer.status, { 'content-length': '0' }).end();
+      return plain(res, answer.status, answer.message);
+    }
     if (req.url === '/health' || req.url?.startsWith('/health?')) return health(res);
     if (req.method === 'POST') {
       const length = req.headers['content-length'];

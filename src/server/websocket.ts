@@ -5,6 +5,7 @@ import { GraphQLError, type ExecutionArgs } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Authenticate, Viewer } from '../auth.ts';
+import { refuseUpgrade, type BrowserPolicy } from './cors.ts';
 import { authorizationParam, GRAPHQL_PATH, type Yoga } from './yoga.ts';
 
 type Enveloped = { execute: (args: ExecutionArgs) => never; subscribe: (args: ExecutionArgs) => never };
@@ -17,8 +18,18 @@ export interface WebSocketLimits {
 // setTimeout's longest delay; a later expiry is checked again then.
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-export function createWebSocketServer(server: Server, yoga: Yoga, authenticate: Authenticate, limits: WebSocketLimits) {
-  const wsServer = new WebSocketServer({ server, path: GRAPHQL_PATH, maxPayload: limits.maxPayload });
+export function createWebSocketServer(server: Server, yoga: Yoga, authenticate: Authenticate, limits: WebSocketLimits, browser: BrowserPolicy) {
+  const wsServer = new WebSocketServer({
+    server,
+    path: GRAPHQL_PATH,
+    maxPayload: limits.maxPayload,
+    // The browser policy's Host and Origin checks: a refused upgrade gets its status and no socket.
+    verifyClient: ({ req }, done) => {
+      const refusal = refuseUpgrade(browser, req.headers);
+      if (refusal) done(false, refusal.status, refusal.message, { 'Content-Type': 'text/plain; charset=utf-8' });
+      else done(true);
+    },
+  });
   const ws = useServer<Record<string, unknown>, { viewer: Viewer; socket: WebSocket }>(
     {
       connectionInitWaitTimeout: 3000,

@@ -48,6 +48,9 @@ export function createPipeline(config: Config, { db, cache, services, authentica
     graphiql: config.GRAPHIQL ? graphiqlOptions({ auth: config.AUTH_JWT_SECRET !== undefined }) : false,
     renderGraphiQL,
     landingPage: false,
+    // Off: http.ts applies Parley's browser policy (src/server/cors.ts) to every answer, the fast
+    // path's and /health's too. Yoga's would echo any Origin with credentials.
+    cors: false,
     // Yoga's own limit pipes every body through a stream; the HTTP handler checks Content-Length.
     maxRequestBodySize: false,
     logging: yogaLogger(logger),
