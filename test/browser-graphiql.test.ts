@@ -1,11 +1,10 @@
 // GraphiQL as a person uses it: Debian's Chromium, driven by playwright-core, with every request
 // off loopback refused. The page must render, send a message from its first tab, and follow the
 // reply to its end over a subscription.
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium } from './support/browser.ts';
 import { startParley, type TestServer } from './support/parley.ts';
-
-export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 describe('GraphiQL in a browser with no network', () => {
   let server: TestServer;
@@ -15,7 +14,7 @@ describe('GraphiQL in a browser with no network', () => {
 
   beforeAll(async () => {
     server = await startParley();
-    browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium', args: CHROMIUM_ARGS });
+    browser = await launchChromium();
     page = await browser.newPage();
     await page.route('**/*', (route) => {
       const url = new URL(route.request().url());
