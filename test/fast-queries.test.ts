@@ -49,12 +49,14 @@ describe.each(['sqlite', 'postgresql'] as const)('the fast path for known querie
     },
   ];
 
-  it('answers known queries exactly as Yoga does', async () => {
+  it('answers known queries exactly as Yoga does, once Yoga has run them', async () => {
     for (const request of queries()) {
       const before = server.app.fastQueryCounts.answered;
+      // A document the fast path has not seen goes to Yoga, which parses and validates it.
+      const yoga = await viaYoga(request, asUser(alice));
+      expect(server.app.fastQueryCounts.answered, request.query).toBe(before);
       const fast = await post(request, asUser(alice));
       expect(server.app.fastQueryCounts.answered, request.query).toBe(before + 1);
-      const yoga = await viaYoga(request, asUser(alice));
       expect(fast, request.query).toEqual({ ...yoga, contentType: 'application/json; charset=utf-8' });
       expect(JSON.parse(fast.body).errors, request.query).toBeUndefined();
     }
@@ -105,9 +107,9 @@ describe.each(['sqlite', 'postgresql'] as const)('the fast path for known querie
 
   it('answers mutations as Yoga does, and runs each once', async () => {
     const answered = server.app.fastQueryCounts.answered;
-    const fast = await post(add('fast once'), asUser(alice));
-    expect(server.app.fastQueryCounts.answered).toBe(answered + 1);
     const yoga = await viaYoga(add('yoga once'), asUser(alice));
+    expect(server.app.fastQueryCounts.answered).toBe(answered);
+    const fast = await post(add('fast once'), asUser(alice));
     expect(server.app.fastQueryCounts.answered).toBe(answered + 1);
     expect(fast).toEqual({ ...yoga, contentType: 'application/json; charset=utf-8', body: yoga.body.replace('yoga once', 'fast once') });
     const contents = await historyContents();

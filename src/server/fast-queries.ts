@@ -17,8 +17,6 @@ import { compiledOperation } from './compiled-operations.ts';
 
 export interface FastQueryOptions {
   schema: GraphQLSchema;
-  /** Yoga's parse and validate, with every plugin's rules; null when the document is not valid. */
-  prepare(query: string): DocumentNode | null;
   authenticate(authorization: string | undefined): Promise<Viewer>;
   contextFor(viewer: Viewer): Context;
   /** How many distinct documents to remember. */
@@ -57,6 +55,16 @@ export function useExecutedResult(): Plugin<ExecutedContext> {
     onExecute({ args, setExecuteFn }) {
       const executed = args.contextValue.executedResult;
       if (executed) setExecuteFn(() => executed);
+    },
+  };
+}
+
+/** Yoga plugin: every document that reaches execution over HTTP is learnt by the fast path. */
+export function useFastPathLearning(fastQueries: () => FastQueries): Plugin<{ params?: { query?: unknown }; request?: unknown }> {
+  return {
+    onExecute({ args }) {
+      const query = args.contextValue.params?.query;
+      if (args.contextValue.request && typeof query === 'string') fastQueries().learn(query, args.document);
     },
   };
 }
@@ -133,17 +141,23 @@ export class FastQueries {
   }
 
   /** The selected operation: a query compiled by graphql-jit, or a mutation (`compiled` null). */
+  /**
+   * Remembers a document that Yoga parsed and validated, in a real request's context, on its way
+   * to execution. Only such documents take this path: parsing or validating here, outside a
+   * request, would leave errors in Yoga's caches without the status and code a request gives them.
+   */
+  learn(query: string, document: DocumentNode): void {
+    if (this.documents.has(query)) return;
+    const supported = document.definitions.every((d) => d.kind === Kind.FRAGMENT_DEFINITION || (d.kind === Kind.OPERATION_DEFINITION && d.operation !== 'subscription'));
+    // Bounded: a client sending endless distinct documents only evicts the oldest.
+    if (this.documents.size >= (this.options.maxDocuments ?? 1000)) this.documents.delete(this.documents.keys().next().value!);
+    this.documents.set(query, supported ? document : null);
+  }
+
   private operation(query: string, operationName: string | null | undefined): { document: DocumentNode; compiled: CompiledQuery | null } | null {
-    let document = this.documents.get(query);
-    if (document === undefined) {
-      const parsed = this.options.prepare(query);
-      const supported = parsed?.definitions.every((d) => d.kind === Kind.FRAGMENT_DEFINITION || (d.kind === Kind.OPERATION_DEFINITION && d.operation !== 'subscription'));
-      document = parsed && supported ? parsed : null;
-      // Bounded: a client sending endless distinct documents only evicts the oldest.
-      if (this.documents.size >= (this.options.maxDocuments ?? 1000)) this.documents.delete(this.documents.keys().next().value!);
-      this.documents.set(query, document);
-    }
-    // Null for an unknown or ambiguous operation name: Yoga then reports it.
+    const document = this.documents.get(query);
+    // Null for a document Yoga has not run yet, or an unknown or ambiguous operation name: Yoga
+    // then answers (and reports what is wrong).
     const selected = document && getOperationAST(document, operationName);
     if (!document || !selected) return null;
     if (selected.operation === 'mutation') return { document, compiled: null };

@@ -13,7 +13,7 @@ import { buildSchema } from '../graphql/index.ts';
 import type { Logger } from '../logger.ts';
 import { MessagePageLoader } from '../services/message-pages.ts';
 import type { Database } from '../store/database.ts';
-import { FastQueries, useExecutedResult } from './fast-queries.ts';
+import { FastQueries, useExecutedResult, useFastPathLearning } from './fast-queries.ts';
 import { graphiqlOptions, renderGraphiQL } from './graphiql.ts';
 import { useSharedSubscriptionEvents } from './shared-subscription-events.ts';
 
@@ -58,6 +58,7 @@ export function createPipeline(config: Config, { db, cache, services, authentica
     plugins: [
       useSharedSubscriptionEvents(),
       useExecutedResult(),
+      useFastPathLearning(() => fastQueries),
       EnvelopArmorPlugin({
         maxDepth: { n: 12, onReject: [refuseWithCode] },
         costLimit: { maxCost: 20_000, onReject: [refuseWithCode] },
@@ -72,15 +73,6 @@ export function createPipeline(config: Config, { db, cache, services, authentica
   // Known operations, once Yoga's own parse and validation (armor limits included) passed them.
   const fastQueries = new FastQueries({
     schema: yoga.getEnveloped({}).schema,
-    prepare(query) {
-      const { schema, parse, validate } = yoga.getEnveloped({});
-      try {
-        const document = parse(query);
-        return validate(schema, document).length === 0 ? document : null;
-      } catch {
-        return null;
-      }
-    },
     authenticate,
     contextFor,
   });
