@@ -8,7 +8,7 @@
 export const GROUPS = {
   auth: {
     mutate: ['src/auth.ts'],
-    tests: ['test/auth.test.ts', 'test/isolation.test.ts'],
+    tests: ['test/auth.test.ts'],
   },
   streaming: {
     mutate: ['src/streaming/memory-broker.ts', 'src/streaming/redis-broker.ts', 'src/streaming/follow.ts', 'src/streaming/events.ts'],
