@@ -20,7 +20,7 @@ export const GROUPS = {
   },
   finalize: {
     mutate: ['src/chat/finalize.ts'],
-    tests: ['test/reply-end.test.ts'],
+    tests: ['test/finalize.test.ts', 'test/reply-end.test.ts'],
   },
   isolation: {
     // The ownership filters: every read and write of the store names the owner (userId).
