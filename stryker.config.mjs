@@ -1,7 +1,8 @@
 // Mutation testing of the modules that carry Parley's guarantees: `npm run mutate` (too slow for CI).
 // Each group pairs the modules it mutates with the suites that exercise them, so that one mutant
 // runs a handful of test files, not the whole suite. `MUTATE=auth,finalize npm run mutate` runs
-// some groups; without MUTATE every group runs (about an hour or more on 2 cores).
+// some groups; without MUTATE every group runs (an hour or more on 2 cores). `--mutate <file>` on
+// the command line narrows a group to some of its modules.
 // The HTML and JSON reports go to reports/mutation/.
 
 /** @type {Record<string, { mutate: string[]; tests: string[] }>} */
@@ -12,7 +13,8 @@ export const GROUPS = {
   },
   streaming: {
     mutate: ['src/streaming/memory-broker.ts', 'src/streaming/redis-broker.ts', 'src/streaming/follow.ts', 'src/streaming/events.ts'],
-    tests: ['test/streaming.test.ts', 'test/redis-broker.test.ts', 'test/reply-end.test.ts', 'test/transports.test.ts'],
+    // chat.test.ts follows replies end to end (src/streaming/follow.ts) over both transports.
+    tests: ['test/redis-broker.test.ts', 'test/finalize.test.ts', 'test/reply-end.test.ts', 'test/chat.test.ts'],
   },
   cache: {
     mutate: ['src/cache/history-cache.ts'],
@@ -39,7 +41,8 @@ for (const name of wanted) {
 const groups = wanted.map((name) => GROUPS[name]);
 
 // vitest.mutate.config.ts reads this in the test-runner processes, which inherit the environment.
-process.env.PARLEY_MUTATE_TESTS = [...new Set(groups.flatMap((group) => group.tests))].join(',');
+// MUTATE_TESTS (comma-separated test files) replaces the groups' suites, for a quicker look.
+process.env.PARLEY_MUTATE_TESTS = process.env.MUTATE_TESTS ?? [...new Set(groups.flatMap((group) => group.tests))].join(',');
 
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
 export default {
