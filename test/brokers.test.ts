@@ -209,6 +209,38 @@ describe('RedisBroker only', () => {
     await expect(Promise.all([b.append(newId(), event(0)), b.append(newId(), event(0))])).rejects.toThrow(/closed/i);
   });
 
+  it("unsubscribes from a message's channel once its last listener stops, and not before", async () => {
+    const b = redisBroker();
+    brokers.push(b);
+    const admin = namespace.redis();
+    const id = newId();
+    const channel = `${namespace.prefix}stream:{${id}}:events`;
+    const subscribers = async () => Number(((await admin.pubsub('NUMSUB', channel)) as [string, number])[1]);
+    const stopA = await b.listen(id, () => {});
+    const stopB = await b.listen(id, () => {});
+    expect(await subscribers()).toBe(1);
+    stopA();
+    await sleep(50);
+    expect(await subscribers()).toBe(1);
+    stopB();
+    await settle(() => false);
+    expect(await subscribers()).toBe(0);
+  });
+
+  it('stop requests stay within their prefix', async () => {
+    const mine = redisBroker();
+    const theirs = new RedisBroker({ redis: namespace.redis(), subscriber: namespace.redis(), prefix: `${namespace.prefix}other:`, replayTtlMs: 60_000, sealTtlMs: 30_000 });
+    brokers.push(mine, theirs);
+    const heard: string[] = [];
+    mine.onStopRequest((id) => heard.push(id));
+    await sleep(100);
+    await theirs.requestStop('not-yours');
+    const id = newId();
+    await mine.requestStop(id);
+    await settle(() => heard.length >= 1);
+    expect(heard).toEqual([id]);
+  });
+
   it('after close, no listener hears anything', async () => {
     const b = redisBroker();
     const writer = redisBroker();
