@@ -61,7 +61,8 @@ export class MemoryBroker implements StreamBroker {
     set.add(onEvent);
     return () => {
       set.delete(onEvent);
-      if (set.size === 0) this.listeners.delete(messageId);
+      // A stop called again after others listened anew must not drop their new set.
+      if (set.size === 0 && this.listeners.get(messageId) === set) this.listeners.delete(messageId);
     };
   }
 
