@@ -48,6 +48,7 @@ class Broker implements StreamBroker {
     if (this.fail.seal) return Promise.reject(new Error('seal: connect ECONNREFUSED'));
     return memory.seal(messageId, token);
   }
+  release = (messageId: string, token: string) => memory.release(messageId, token);
   read = (messageId: string, fromSeq: number) => memory.read(messageId, fromSeq);
   listen = (messageId: string, onEvent: (event: StreamEvent) => void) => memory.listen(messageId, onEvent);
   requestStop = (messageId: string) => memory.requestStop(messageId);
