@@ -15,6 +15,7 @@ import { MessagePageLoader } from '../services/message-pages.ts';
 import type { Database } from '../store/database.ts';
 import { FastQueries, useExecutedResult, useFastPathLearning } from './fast-queries.ts';
 import { graphiqlOptions, renderGraphiQL } from './graphiql.ts';
+import { MAX_DOCUMENT_NESTING, useNestingLimit } from './nesting-limit.ts';
 import { useSharedSubscriptionEvents } from './shared-subscription-events.ts';
 
 export const GRAPHQL_PATH = '/graphql';
@@ -57,6 +58,7 @@ export function createPipeline(config: Config, { db, cache, services, authentica
     maskedErrors: { maskError: errorMasker(logger) },
     plugins: [
       useSharedSubscriptionEvents(),
+      useNestingLimit(MAX_DOCUMENT_NESTING, LIMIT_REFUSAL_CODE),
       useExecutedResult(),
       useFastPathLearning(() => fastQueries),
       EnvelopArmorPlugin({
