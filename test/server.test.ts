@@ -93,8 +93,12 @@ describe('GraphiQL switches', () => {
 });
 
 describe('when the database is gone', () => {
-  it('/health answers 503, and failing operations are masked', async () => {
-    const server = await startParley({ provider: 'postgresql', env: { DATABASE_POOL_SIZE: '2' } });
+  it.each(['test', 'development'])('/health answers 503, and failing operations are masked, with NODE_ENV=%s', async (nodeEnv) => {
+    // Yoga reads process.env.NODE_ENV, when it masks an error, for its development mode, which
+    // adds the original error's stack to the answer.
+    const saved = process.env.NODE_ENV;
+    process.env.NODE_ENV = nodeEnv;
+    const server = await startParley({ provider: 'postgresql', env: { DATABASE_POOL_SIZE: '2', NODE_ENV: nodeEnv } });
     try {
       const dbName = new URL(server.database.url).pathname.slice(1);
       await pgAdmin((c) => c.query(`DROP DATABASE "${dbName}" WITH (FORCE)`));
@@ -105,10 +109,12 @@ describe('when the database is gone', () => {
       const body = await (await post(server.graphqlUrl, JSON.stringify({ query: '{ conversations { edges { node { id } } } }' }))).json();
       expect(body.errors).toHaveLength(1);
       expect(body.errors[0].message).toBe('Unexpected error.');
-      expect(JSON.stringify(body)).not.toMatch(/SELECT|database|postgres|prisma|stack|\.ts/i);
+      expect(JSON.stringify(body)).not.toMatch(/SELECT|database|postgres|prisma|stack|\.ts|originalError/i);
+      expect(body.errors[0].extensions).toEqual({ code: 'INTERNAL_SERVER_ERROR' });
     } finally {
       await server.stop();
       await server.database.drop();
+      process.env.NODE_ENV = saved;
     }
   });
 });

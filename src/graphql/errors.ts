@@ -11,7 +11,7 @@ import type { Logger } from '../logger.ts';
  * unchanged; other errors are logged and masked by Yoga.
  */
 export function errorMasker(logger: Logger) {
-  return (error: unknown, message: string, isDev?: boolean): Error => {
+  return (error: unknown, message: string): Error => {
     const original = error instanceof GraphQLError ? error.originalError : error;
     if (original instanceof DomainError) {
       const located = error instanceof GraphQLError ? error : undefined;
@@ -27,7 +27,8 @@ export function errorMasker(logger: Logger) {
       return new GraphQLError(original.message, { extensions: { code: 'BAD_USER_INPUT' } });
     }
     if (!isGraphQLRefusal(error)) logger.error({ err: original }, 'unexpected error while executing an operation');
-    return yogaMaskError(error, message, isDev);
+    // Never with the original error attached (Yoga's development mode adds its stack).
+    return yogaMaskError(error, message, false);
   };
 }
 

@@ -55,7 +55,9 @@ export function createPipeline(config: Config, { db, cache, services, authentica
     // Yoga's own limit pipes every body through a stream; the HTTP handler checks Content-Length.
     maxRequestBodySize: false,
     logging: yogaLogger(logger),
-    maskedErrors: { maskError: errorMasker(logger) },
+    // isDev off in every NODE_ENV: Yoga's development mode puts the original error's stack in the
+    // answer. The log has it.
+    maskedErrors: { maskError: errorMasker(logger), isDev: false },
     plugins: [
       useSharedSubscriptionEvents(),
       useNestingLimit(MAX_DOCUMENT_NESTING, LIMIT_REFUSAL_CODE),
