@@ -644,6 +644,16 @@ describe('ReplyFinalizer: an end that cannot be saved never leaves a reply STREA
     });
   });
 
+  it('token counts are kept only as integers in 0…2³¹−1, the bounds included', async () => {
+    const cases: [number, number | null][] = [[0, 0], [2 ** 31 - 1, 2 ** 31 - 1], [2 ** 31, null], [-1, null], [-0.5, null], [7.5, null]];
+    for (const [given, kept] of cases) {
+      const reply = await streamingReply(f.db, f.broker, { deltas: ['t'] });
+      expect(await new ReplyFinalizer(f.db.store, f.cache, f.broker, logger).finalize(reply.id, { status: 'COMPLETE', promptTokens: given, completionTokens: given })).toBe(true);
+      // A completion count that is not kept is saved as 0 (the column is required).
+      expect((await rowOf(f.db, reply.id))!, String(given)).toMatchObject({ promptTokens: kept, completionTokens: kept ?? 0 });
+    }
+  });
+
   it('a sweep goes on past a reply it cannot end, and ends that one once the store heals', async () => {
     const orphans = await Promise.all([0, 1, 2].map((i) => streamingReply(f.db, f.broker, { deltas: [`orphan ${i}`], leaseMs: -1000 - i })));
     const broken = orphans[1]!.id;
