@@ -2,7 +2,7 @@
 // then append the terminal event. Whoever loses the seal changes nothing.
 import { randomUUID } from 'node:crypto';
 import type { HistoryCache } from '../cache/history-cache.ts';
-import { clamp, MAX_FINISH_REASON_CHARS, MAX_MODEL_CHARS } from '../llm/model-output.ts';
+import { clamp, isTokenCount, MAX_FINISH_REASON_CHARS, MAX_MODEL_CHARS } from '../llm/model-output.ts';
 import { countTokens } from '../llm/tokens.ts';
 import type { Logger } from '../logger.ts';
 import type { FinalStatus } from '../model.ts';
@@ -119,11 +119,10 @@ export class ReplyFinalizer {
 const MAX_SAVED_CHARS = 5_000_000;
 /** Longest text kept when a reply's end could not be saved. */
 const FAILED_CONTENT_CHARS = 16_384;
-const MAX_TOKENS = 2 ** 31 - 1;
 
 /** Every field within what each database stores. */
 function safeEnd(end: ReplyEnd): ReplyEnd {
-  const count = (n: number | null) => (n !== null && Number.isSafeInteger(n) && n >= 0 && n <= MAX_TOKENS ? n : null);
+  const count = (n: number | null) => (isTokenCount(n) ? n : null);
   return {
     ...end,
     error: end.error === null ? null : clamp(end.error, 1000),

@@ -56,7 +56,8 @@ export function parseChunk(data: string): ParsedChunk {
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
-const isTokenCount = (value: unknown): value is number => Number.isSafeInteger(value) && (value as number) >= 0 && (value as number) <= MAX_TOKENS;
+/** An integer an INT token-count column holds, and not negative. */
+export const isTokenCount = (value: unknown): value is number => Number.isSafeInteger(value) && (value as number) >= 0 && (value as number) <= MAX_TOKENS;
 
 /** Text every database stores as is: NUL and unpaired surrogates become U+FFFD. */
 export function safeText(text: string): string {
