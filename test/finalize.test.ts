@@ -12,6 +12,7 @@ import { applyMigrations } from '../src/store/migrate.ts';
 import type { Store } from '../src/store/store.ts';
 import type { AppendResult, SealResult, StreamBroker, StreamEvent } from '../src/streaming/events.ts';
 import { MemoryBroker } from '../src/streaming/memory-broker.ts';
+import { streamingReply as savedReply } from './support/replies.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 
 let database: TestDatabase;
@@ -56,22 +57,11 @@ class Broker implements StreamBroker {
   close = () => Promise.resolve();
 }
 
-let users = 0;
+/** A STREAMING reply, with what its generating instance would know of it. */
 async function streamingReply(deltas: string[] = [], checkpoint = '') {
-  const userId = `finalize-user-${++users}`;
-  const { assistantMessage: message } = await db.store.saveExchange({
-    userId,
-    conversationId: null,
-    content: 'a question',
-    tokenCount: 2,
-    clientMessageId: null,
-    settings: Promise.resolve({ model: 'saved-model', presetId: null }),
-    leaseMs: 60_000,
-  });
-  for (const [seq, delta] of deltas.entries()) expect(await memory.append(message.id, { seq, delta, done: false, status: 'STREAMING' })).toBe('ok');
-  if (checkpoint) await db.store.checkpointReply(message.id, checkpoint);
-  const local: LocalReply = { content: deltas.join(''), userId, conversationId: message.conversationId };
-  return { id: message.id, userId, conversationId: message.conversationId, deltas, local };
+  const reply = await savedReply(db, memory, { deltas, checkpoint });
+  const local: LocalReply = { content: deltas.join(''), userId: reply.userId, conversationId: reply.conversationId };
+  return { ...reply, local };
 }
 
 const rowOf = (id: string) => db.prisma.message.findUnique({ where: { id } });

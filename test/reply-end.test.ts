@@ -22,6 +22,7 @@ import type { Store } from '../src/store/store.ts';
 import type { AppendResult, SealResult, StreamBroker, StreamEvent } from '../src/streaming/events.ts';
 import { MemoryBroker } from '../src/streaming/memory-broker.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
+import { streamingReply, type Reply } from './support/replies.ts';
 
 const logger = createLogger('silent');
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -52,38 +53,6 @@ function useFixture() {
     await f.database?.drop();
   });
   return f;
-}
-
-interface Reply {
-  id: string;
-  userId: string;
-  conversationId: string;
-  deltas: string[];
-}
-
-let users = 0;
-
-/**
- * A STREAMING reply as its generating instance left it: `deltas` published to the log,
- * `checkpoint` saved as its text, its lease `leaseMs` from now (negative: already expired).
- */
-async function streamingReply(db: Database, broker: StreamBroker, { deltas = [] as string[], checkpoint = '', leaseMs = 60_000 } = {}): Promise<Reply> {
-  const userId = `user-${++users}`;
-  const { assistantMessage: message } = await db.store.saveExchange({
-    userId,
-    conversationId: null,
-    content: 'a question',
-    tokenCount: 2,
-    clientMessageId: null,
-    settings: Promise.resolve({ model: 'saved-model', presetId: null }),
-    leaseMs,
-  });
-  expect(message.status).toBe('STREAMING');
-  for (const [seq, delta] of deltas.entries()) {
-    expect(await broker.append(message.id, { seq, delta, done: false, status: 'STREAMING' })).toBe('ok');
-  }
-  if (checkpoint) await db.store.checkpointReply(message.id, checkpoint);
-  return { id: message.id, userId, conversationId: message.conversationId, deltas };
 }
 
 const rowOf = (db: Database, id: string) => db.prisma.message.findUnique({ where: { id } });
