@@ -110,7 +110,7 @@ describe('a chat app on another origin, in a browser', () => {
     expect(saved.content).toContain('You said: from another origin');
     expect(await server.app.db.prisma.conversation.count()).toBe(2);
     // The repeated query and mutation were answered on the fast path, and the page read them.
-    expect(server.app.fastQueryCounts.answered).toBeGreaterThanOrEqual(2);
+    expect(server.app.fastPathCounts.answered).toBeGreaterThanOrEqual(2);
   });
 
   it('in single-user mode, the same page can neither read an answer nor open a WebSocket, and nothing runs', async () => {

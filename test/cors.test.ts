@@ -48,10 +48,10 @@ async function everyAnswer(server: TestServer, origin: string | undefined, token
   const get = (query: string) => viaFetch(fetch(`${server.graphqlUrl}?query=${encodeURIComponent(query)}`, { headers: { accept: 'application/json', ...base } }));
   // Yoga runs a document first; from then on the fast path knows it.
   await post(JSON.stringify({ query: QUERY }));
-  const answeredBefore = server.app.fastQueryCounts.answered;
+  const answeredBefore = server.app.fastPathCounts.answered;
   const fastPath = await post(JSON.stringify({ query: QUERY }));
   // The fast path answered it: its answer is the one checked.
-  expect(server.app.fastQueryCounts.answered).toBe(answeredBefore + 1);
+  expect(server.app.fastPathCounts.answered).toBe(answeredBefore + 1);
   const sse = await viaFetch(
     fetch(`${server.graphqlUrl}?query=${encodeURIComponent('subscription { serverTime(count: 1, intervalMs: 20) }')}`, { headers: { accept: 'text/event-stream', ...base } }),
   );

@@ -1,6 +1,7 @@
 // One Parley server: HTTP (GraphQL over POST/GET, SSE subscriptions, GraphiQL, /health) and
 // graphql-ws on the same port and path. Used by main.ts, the tests and the bench.
 import type { AddressInfo } from 'node:net';
+import type { Plugin } from 'graphql-yoga';
 import type { Config } from '../config.ts';
 import { createLogger, type Logger } from '../logger.ts';
 import type { Database } from '../store/database.ts';
@@ -17,6 +18,8 @@ export interface AppOptions {
   logger?: Logger;
   /** Called for every SQL statement; tests count database round trips with it. */
   onQuery?: (sql: string) => void;
+  /** Envelop or Yoga plugins after Parley's own (metrics, tracing…): they see every operation on every path. */
+  plugins?: Plugin<any>[];
 }
 
 export interface App {
@@ -27,8 +30,8 @@ export interface App {
   readonly url: string;
   readonly db: Database;
   readonly logger: Logger;
-  /** How many JSON POSTs the fast path for known queries answered, and how many it left to Yoga. */
-  readonly fastQueryCounts: { readonly answered: number; readonly declined: number };
+  /** How many JSON POSTs the fast path answered, and how many it left to Yoga. */
+  readonly fastPathCounts: { readonly answered: number; readonly declined: number };
 }
 
 export async function buildApp(config: Config, options: AppOptions = {}): Promise<App> {
@@ -40,9 +43,9 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   }
   const { db, redis, cache, broker, services, authenticate } = await compose(config, { logger, onQuery: options.onQuery });
   const shutdown = new AbortController();
-  const { yoga, fastQueries } = createPipeline(config, { db, cache, services, authenticate, logger, shutdown: shutdown.signal });
+  const { yoga, fastPath } = createPipeline(config, { db, cache, services, authenticate, logger, shutdown: shutdown.signal, plugins: options.plugins });
   const browser = browserPolicy(config);
-  const http = createHttpServer({ yoga, fastQueries, health: healthCheck(db, redis, cache), maxBodyBytes: config.MAX_BODY_BYTES, browser });
+  const http = createHttpServer({ yoga, fastPath, health: healthCheck(db, redis, cache), maxBodyBytes: config.MAX_BODY_BYTES, browser });
   const { server } = http;
   const ws = createWebSocketServer(server, yoga, authenticate, { maxPayload: config.MAX_BODY_BYTES, maxSubscriptionsPerConnection: config.MAX_SUBSCRIPTIONS_PER_CONNECTION }, browser);
 
@@ -53,7 +56,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     },
     db,
     logger,
-    fastQueryCounts: fastQueries.counts,
+    fastPathCounts: fastPath.counts,
     async start() {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);

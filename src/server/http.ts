@@ -1,34 +1,33 @@
 // The HTTP side of one port: the browser policy (CORS, Host, CSRF), /health, the body checks, the
-// fast path for known operations, and Yoga for everything else (GraphQL over POST/GET, SSE,
-// GraphiQL).
+// fast path for known operations (Yoga's plugin chain without its Fetch-API layer), and Yoga for
+// everything else (GraphQL over POST/GET, SSE, GraphiQL).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { ExecutionResult } from 'graphql';
 import type { YogaInitialContext } from 'graphql-yoga';
 import { decideRequest, type BrowserPolicy } from './cors.ts';
-import { acceptsPlainJson, type FastQueries } from './fast-queries.ts';
+import { acceptsPlainJson, type FastPath } from './fast-path.ts';
 import { GRAPHQL_PATH, type ServerContext, type Yoga } from './yoga.ts';
 
 export interface HttpParts {
   yoga: Yoga;
-  fastQueries: FastQueries;
+  fastPath: FastPath;
   health: (res: ServerResponse) => Promise<void>;
   maxBodyBytes: number;
   browser: BrowserPolicy;
 }
 
 /** The server, and how many requests are in flight (for a draining shutdown). */
-export function createHttpServer({ yoga, fastQueries, health, maxBodyBytes, browser }: HttpParts) {
+export function createHttpServer({ yoga, fastPath, health, maxBodyBytes, browser }: HttpParts) {
   let inFlight = 0;
   let drained: (() => void) | undefined;
 
-  /** Hands a request whose body was already read to Yoga, with the result if it already ran. */
-  async function answerWithYoga(req: IncomingMessage, res: ServerResponse, body: string, executedResult?: ExecutionResult): Promise<void> {
+  /** Hands a request whose body was already read to Yoga. */
+  async function answerWithYoga(req: IncomingMessage, res: ServerResponse, body: string): Promise<void> {
     const headers = new yoga.fetchAPI.Headers();
     for (const [name, value] of Object.entries(req.headers)) {
       if (value !== undefined && name !== 'content-length') headers.set(name, Array.isArray(value) ? value.join(', ') : value);
     }
     const request = new yoga.fetchAPI.Request(`http://${req.headers.host ?? 'localhost'}${req.url}`, { method: 'POST', headers, body });
-    const response = await yoga.handleRequest(request, { req, res, executedResult } as ServerContext & YogaInitialContext);
+    const response = await yoga.handleRequest(request, { req, res } as ServerContext & YogaInitialContext);
     const answer = Buffer.from(await response.arrayBuffer());
     const out: Record<string, string> = {};
     response.headers.forEach((value, name) => (out[name] = value));
@@ -59,9 +58,8 @@ export function createHttpServer({ yoga, fastQueries, health, maxBodyBytes, brow
       if (req.url === GRAPHQL_PATH && req.headers['content-type']?.startsWith('application/json') && acceptsPlainJson(req)) {
         const body = await readBody(req);
         if (body === null) return;
-        const fast = await fastQueries.answer(req, res, body);
-        if (fast.answered) return;
-        return answerWithYoga(req, res, body, fast.executed);
+        if (await fastPath.answer(req, res, body)) return;
+        return answerWithYoga(req, res, body);
       }
     }
     return yoga(req, res);

@@ -1,9 +1,10 @@
 // The GraphQL pipeline: Yoga with every cross-cutting concern as an envelop plugin, the context
-// each operation runs with, and the fast path for operations Yoga already validated.
+// each operation runs with, and the fast path, which runs known operations through the same
+// enveloped functions without Yoga's Fetch-API layer.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
-import { GraphQLError, type ExecutionResult } from 'graphql';
-import { createYoga, type YogaInitialContext } from 'graphql-yoga';
+import { GraphQLError } from 'graphql';
+import { createYoga, type Plugin, type YogaInitialContext } from 'graphql-yoga';
 import type { Authenticate, Viewer } from '../auth.ts';
 import type { HistoryCache } from '../cache/history-cache.ts';
 import type { Config } from '../config.ts';
@@ -13,15 +14,15 @@ import { buildSchema } from '../graphql/index.ts';
 import type { Logger } from '../logger.ts';
 import { MessagePageLoader } from '../services/message-pages.ts';
 import type { Database } from '../store/database.ts';
-import { FastQueries, useExecutedResult, useFastPathLearning } from './fast-queries.ts';
+import { useCompiledQueries } from './compiled-queries.ts';
+import { FastPath, hooksHttpLayer, useFastPathLearning } from './fast-path.ts';
 import { graphiqlOptions, renderGraphiQL } from './graphiql.ts';
 import { MAX_DOCUMENT_NESTING, useNestingLimit } from './nesting-limit.ts';
 import { useSharedSubscriptionEvents } from './shared-subscription-events.ts';
 
 export const GRAPHQL_PATH = '/graphql';
 
-/** `executedResult`: a mutation the fast path already ran (see `useExecutedResult`). */
-export type ServerContext = { req?: IncomingMessage; res?: ServerResponse; viewer?: Viewer; executedResult?: ExecutionResult };
+export type ServerContext = { req?: IncomingMessage; res?: ServerResponse; viewer?: Viewer };
 
 export interface PipelineParts {
   db: Database;
@@ -31,9 +32,11 @@ export interface PipelineParts {
   logger: Logger;
   /** Aborted when the server shuts down: subscriptions end on it. */
   shutdown: AbortSignal;
+  /** More plugins, after Parley's own: they see every operation on every path. */
+  plugins?: Plugin<any>[];
 }
 
-export function createPipeline(config: Config, { db, cache, services, authenticate, logger, shutdown }: PipelineParts) {
+export function createPipeline(config: Config, { db, cache, services, authenticate, logger, shutdown, plugins: extraPlugins = [] }: PipelineParts) {
   function contextFor(viewer: Viewer): Context {
     return {
       viewer,
@@ -43,6 +46,22 @@ export function createPipeline(config: Config, { db, cache, services, authentica
       shutdown,
     };
   }
+  const maskError = errorMasker(logger);
+  // Typed loosely: each plugin knows the context it reads.
+  const plugins: Plugin<any>[] = [
+    useSharedSubscriptionEvents(),
+    useCompiledQueries(),
+    useNestingLimit(MAX_DOCUMENT_NESTING, LIMIT_REFUSAL_CODE),
+    useFastPathLearning(() => fastPath),
+    EnvelopArmorPlugin({
+      maxDepth: { n: 12, onReject: [refuseWithCode] },
+      costLimit: { maxCost: 20_000, onReject: [refuseWithCode] },
+      maxAliases: { n: 15, onReject: [refuseWithCode] },
+      maxTokens: { n: 2000, onReject: [refuseWithCode] },
+      maxDirectives: { n: 50, onReject: [refuseWithCode] },
+    }),
+    ...extraPlugins,
+  ];
   const yoga = createYoga<ServerContext, Context>({
     schema: buildSchema(),
     graphqlEndpoint: GRAPHQL_PATH,
@@ -57,30 +76,18 @@ export function createPipeline(config: Config, { db, cache, services, authentica
     logging: yogaLogger(logger),
     // isDev off in every NODE_ENV: Yoga's development mode puts the original error's stack in the
     // answer. The log has it.
-    maskedErrors: { maskError: errorMasker(logger), isDev: false },
-    plugins: [
-      useSharedSubscriptionEvents(),
-      useNestingLimit(MAX_DOCUMENT_NESTING, LIMIT_REFUSAL_CODE),
-      useExecutedResult(),
-      useFastPathLearning(() => fastQueries),
-      EnvelopArmorPlugin({
-        maxDepth: { n: 12, onReject: [refuseWithCode] },
-        costLimit: { maxCost: 20_000, onReject: [refuseWithCode] },
-        maxAliases: { n: 15, onReject: [refuseWithCode] },
-        maxTokens: { n: 2000, onReject: [refuseWithCode] },
-        maxDirectives: { n: 50, onReject: [refuseWithCode] },
-      }),
-    ],
-    context: async ({ request, viewer: connectedViewer, connectionParams }: YogaInitialContext & ServerContext & { connectionParams?: unknown }) =>
-      contextFor(connectedViewer ?? (await authenticate(request?.headers.get('authorization') ?? authorizationParam(connectionParams)))),
+    maskedErrors: { maskError, isDev: false },
+    plugins,
+    // The token: the HTTP request's header (node's request on every HTTP path, the fast path's
+    // included), or the SSE connection's parameters; graphql-ws authenticates once per connection.
+    context: async ({ req, request, viewer: connectedViewer, connectionParams }: YogaInitialContext & ServerContext & { connectionParams?: unknown }) =>
+      contextFor(connectedViewer ?? (await authenticate(req?.headers.authorization ?? request?.headers.get('authorization') ?? authorizationParam(connectionParams)))),
   });
-  // Known operations, once Yoga's own parse and validation (armor limits included) passed them.
-  const fastQueries = new FastQueries({
-    schema: yoga.getEnveloped({}).schema,
-    authenticate,
-    contextFor,
+  const fastPath = new FastPath(yoga, {
+    enabled: !plugins.some((plugin) => hooksHttpLayer(plugin)),
+    maskError: (error) => maskError(error, 'Unexpected error.') as GraphQLError,
   });
-  return { yoga, fastQueries };
+  return { yoga, fastPath };
 }
 
 export type Yoga = ReturnType<typeof createPipeline>['yoga'];

@@ -4,7 +4,7 @@ import { SignJWT } from 'jose';
 import { expect } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
 import type { DatabaseProvider } from '../../src/store/dialect.ts';
-import { buildApp, type App } from '../../src/server/app.ts';
+import { buildApp, type App, type AppOptions } from '../../src/server/app.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createTestDatabase, type TestDatabase } from './databases.ts';
 
@@ -28,6 +28,8 @@ export interface StartOptions {
   database?: TestDatabase;
   /** Collects every log line, at trace level. */
   logLines?: string[];
+  /** Plugins after Parley's own (AppOptions.plugins). */
+  plugins?: AppOptions['plugins'];
 }
 
 export async function startParley(options: StartOptions = {}): Promise<TestServer> {
@@ -37,7 +39,7 @@ export async function startParley(options: StartOptions = {}): Promise<TestServe
   const logger = options.logLines
     ? createLogger('trace', { write: (line: string) => void options.logLines!.push(line) })
     : createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
-  const app = await buildApp(config, { logger, onQuery: options.onQuery });
+  const app = await buildApp(config, { logger, onQuery: options.onQuery, plugins: options.plugins });
   const url = await app.start();
   return {
     app,

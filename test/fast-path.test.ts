@@ -1,6 +1,6 @@
-// The fast path for known queries must answer byte for byte what Yoga answers, for every user,
-// and leave everything it cannot answer identically (errors, other content types) to Yoga. A
-// mutation runs once, whichever path answers.
+// The fast path for known operations must answer byte for byte what Yoga answers, for every user,
+// errors included, and leave to Yoga what it does not take (documents Yoga has not run yet, tokens
+// that do not verify, other bodies). An operation runs once, whichever path answers.
 // Requests here are plain JSON POSTs, as curl or a hand-written client sends them.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startParley, tokenFor, TEST_JWT_SECRET, type TestServer } from './support/parley.ts';
@@ -51,12 +51,12 @@ describe.each(['sqlite', 'postgresql'] as const)('the fast path for known querie
 
   it('answers known queries exactly as Yoga does, once Yoga has run them', async () => {
     for (const request of queries()) {
-      const before = server.app.fastQueryCounts.answered;
+      const before = server.app.fastPathCounts.answered;
       // A document the fast path has not seen goes to Yoga, which parses and validates it.
       const yoga = await viaYoga(request, asUser(alice));
-      expect(server.app.fastQueryCounts.answered, request.query).toBe(before);
+      expect(server.app.fastPathCounts.answered, request.query).toBe(before);
       const fast = await post(request, asUser(alice));
-      expect(server.app.fastQueryCounts.answered, request.query).toBe(before + 1);
+      expect(server.app.fastPathCounts.answered, request.query).toBe(before + 1);
       expect(fast, request.query).toEqual({ ...yoga, contentType: 'application/json; charset=utf-8' });
       expect(JSON.parse(fast.body).errors, request.query).toBeUndefined();
     }
@@ -75,24 +75,34 @@ describe.each(['sqlite', 'postgresql'] as const)('the fast path for known querie
     expect(JSON.parse(bobs.body)).toEqual({ data: { conversations: { edges: [] } } });
   });
 
-  it('leaves errors, bad tokens, bad variables and bad bodies to Yoga, with Yoga’s answers', async () => {
+  it('answers the errors of known documents as Yoga does, and leaves bad tokens, unknown documents and bad bodies to Yoga', async () => {
     const history = { query: 'query($id: ID!, $n: Int) { history(conversationId: $id, limit: $n) { content } }' };
-    const cases: [unknown, Record<string, string>][] = [
-      [{ ...history, variables: { id: conversationId, n: 'many' } }, asUser(alice)],
-      [{ ...history, variables: { n: 1 } }, asUser(alice)],
-      [{ ...history, variables: { id: conversationId, n: -5 } }, asUser(alice)],
-      [{ ...history, variables: { id: conversationId } }, { authorization: 'Bearer not-a-token' }],
-      [{ ...history, variables: { id: conversationId } }, {}],
-      [{ query: '{ conversations(first: 1) { edges { node { nope } } } }' }, asUser(alice)],
-      [{ query: 'query A { __typename } query B { __typename }' }, asUser(alice)],
-      ['{"query": "{ __typename }"', asUser(alice)],
-      [{ query: 42 }, asUser(alice)],
+    // [body, headers, whether the fast path answers it once Yoga has seen it]
+    const cases: [unknown, Record<string, string>, boolean][] = [
+      [{ ...history, variables: { id: conversationId, n: 'many' } }, asUser(alice), true],
+      [{ ...history, variables: { n: 1 } }, asUser(alice), true],
+      [{ ...history, variables: { id: conversationId, n: -5 } }, asUser(alice), true],
+      [{ ...history, variables: { id: '01a1e9c2-0000-7000-8000-000000000000' } }, asUser(alice), true],
+      [{ ...history, variables: { id: conversationId } }, { authorization: 'Bearer not-a-token' }, false],
+      [{ ...history, variables: { id: conversationId } }, {}, false],
+      [{ ...history, variables: { id: conversationId }, unknown: 1 }, asUser(alice), false],
+      [{ query: '{ conversations(first: 1) { edges { node { nope } } } }' }, asUser(alice), false],
+      [{ query: 'query A { __typename } query B { __typename }' }, asUser(alice), false],
+      ['{"query": "{ __typename }"', asUser(alice), false],
+      [{ query: 42 }, asUser(alice), false],
     ];
-    for (const [body, headers] of cases) {
-      const answered = server.app.fastQueryCounts.answered;
-      const plain = await post(body, headers);
-      expect(server.app.fastQueryCounts.answered, JSON.stringify(body)).toBe(answered);
+    // Extensions (persisted operations and the like) are Yoga's to read: never the fast path's.
+    const extensions = { ...history, variables: { id: conversationId }, extensions: { persistedQuery: {} } };
+    await viaYoga(extensions, asUser(alice));
+    const before = server.app.fastPathCounts.answered;
+    expect(await post(extensions, asUser(alice))).toEqual({ ...(await viaYoga(extensions, asUser(alice))), contentType: 'application/json; charset=utf-8' });
+    expect(server.app.fastPathCounts.answered).toBe(before);
+    for (const [body, headers, takenByFastPath] of cases) {
+      // Yoga first: it teaches the fast path every document it runs.
       const yoga = await viaYoga(body, headers);
+      const answered = server.app.fastPathCounts.answered;
+      const plain = await post(body, headers);
+      expect(server.app.fastPathCounts.answered, JSON.stringify(body)).toBe(answered + (takenByFastPath ? 1 : 0));
       expect(plain.status, JSON.stringify(body)).toBe(yoga.status);
       expect(plain.body, JSON.stringify(body)).toBe(yoga.body);
       expect(plain.status === 200 ? JSON.parse(plain.body).errors : 'not 200', JSON.stringify(body)).toBeDefined();
@@ -106,57 +116,59 @@ describe.each(['sqlite', 'postgresql'] as const)('the fast path for known querie
   const add = (content: string, id: string = conversationId) => ({ query: 'mutation($i: AddMessageInput!) { addMessage(input: $i) { content role conversation { id } } }', variables: { i: { conversationId: id, role: 'USER', content } } });
 
   it('answers mutations as Yoga does, and runs each once', async () => {
-    const answered = server.app.fastQueryCounts.answered;
+    const answered = server.app.fastPathCounts.answered;
     const yoga = await viaYoga(add('yoga once'), asUser(alice));
-    expect(server.app.fastQueryCounts.answered).toBe(answered);
+    expect(server.app.fastPathCounts.answered).toBe(answered);
     const fast = await post(add('fast once'), asUser(alice));
-    expect(server.app.fastQueryCounts.answered).toBe(answered + 1);
+    expect(server.app.fastPathCounts.answered).toBe(answered + 1);
     expect(fast).toEqual({ ...yoga, contentType: 'application/json; charset=utf-8', body: yoga.body.replace('yoga once', 'fast once') });
     const contents = await historyContents();
     expect(contents.filter((c) => c === 'fast once')).toHaveLength(1);
     expect(contents.filter((c) => c === 'yoga once')).toHaveLength(1);
   });
 
-  it('hands a mutation that failed to Yoga with its result, so what it wrote is not written twice', async () => {
+  it('answers a mutation that failed midway as Yoga does, and what it wrote is written once per request', async () => {
     const missing = '01a1e9c2-0000-7000-8000-000000000000';
-    // The first field writes, the second fails: Yoga must answer with both, without running either again.
+    // The first field writes, the second fails.
     const twoFields = {
       query: 'mutation($a: AddMessageInput!, $b: AddMessageInput!) { a: addMessage(input: $a) { content } b: addMessage(input: $b) { content } }',
       variables: { a: add('written before the failure').variables.i, b: add('never', missing).variables.i },
     };
-    const answered = server.app.fastQueryCounts.answered;
-    const fast = await post(twoFields, asUser(alice));
-    expect(server.app.fastQueryCounts.answered).toBe(answered);
     const yoga = await viaYoga(twoFields, asUser(alice));
+    const answered = server.app.fastPathCounts.answered;
+    const fast = await post(twoFields, asUser(alice));
+    expect(server.app.fastPathCounts.answered).toBe(answered + 1);
     expect(fast.status).toBe(yoga.status);
     expect(fast.body).toBe(yoga.body);
     // addMessage is non-null, so the failure of `b` nulls the whole answer although `a` wrote.
     expect(JSON.parse(fast.body)).toMatchObject({ data: null, errors: [{ path: ['b'], locations: [{ line: 1 }], extensions: { code: 'NOT_FOUND' } }] });
     for (const request of [add('to a missing conversation', missing), add('from bob')]) {
-      const [plain, viaYogaOnly] = [await post(request, asUser(bob)), await viaYoga(request, asUser(bob))];
+      const [viaYogaOnly, plain] = [await viaYoga(request, asUser(bob)), await post(request, asUser(bob))];
       expect(plain).toEqual(viaYogaOnly);
       expect(JSON.parse(plain.body).errors[0].extensions.code).toBe('NOT_FOUND');
     }
-    expect(server.app.fastQueryCounts.answered).toBe(answered);
-    // Once by the fast path's request, once by the Yoga request: never a third time.
+    expect(server.app.fastPathCounts.answered).toBe(answered + 3);
+    // Once by the Yoga request, once by the fast path's: never a third time.
     expect((await historyContents()).filter((c) => c === 'written before the failure')).toHaveLength(2);
   });
 
-  it('leaves mutations with bad variables, bad tokens, or no operation chosen to Yoga, and writes nothing', async () => {
-    const cases: [unknown, Record<string, string>][] = [
-      [{ ...add('bad variables'), variables: { i: { conversationId, role: 'NOPE', content: 'bad variables' } } }, asUser(alice)],
-      [{ ...add('no variables'), variables: {} }, asUser(alice)],
-      [add('bad token'), { authorization: 'Bearer not-a-token' }],
-      [{ ...add('mixed'), query: `${add('mixed').query} query Q { __typename }` }, asUser(alice)],
+  it('answers mutations with bad variables as Yoga does, leaves bad tokens and unchosen operations to Yoga, and writes nothing', async () => {
+    // [body, headers, whether the fast path answers it]
+    const cases: [unknown, Record<string, string>, boolean][] = [
+      [{ ...add('bad variables'), variables: { i: { conversationId, role: 'NOPE', content: 'bad variables' } } }, asUser(alice), true],
+      [{ ...add('no variables'), variables: {} }, asUser(alice), true],
+      [add('bad token'), { authorization: 'Bearer not-a-token' }, false],
+      [{ ...add('mixed'), query: `${add('mixed').query} query Q { __typename }` }, asUser(alice), false],
     ];
-    const answered = server.app.fastQueryCounts.answered;
-    for (const [body, headers] of cases) {
-      const [plain, yoga] = [await post(body, headers), await viaYoga(body, headers)];
+    for (const [body, headers, takenByFastPath] of cases) {
+      const yoga = await viaYoga(body, headers);
+      const answered = server.app.fastPathCounts.answered;
+      const plain = await post(body, headers);
+      expect(server.app.fastPathCounts.answered, JSON.stringify(body)).toBe(answered + (takenByFastPath ? 1 : 0));
       expect(plain.status, JSON.stringify(body)).toBe(yoga.status);
       expect(plain.body, JSON.stringify(body)).toBe(yoga.body);
       expect(plain.status === 200 ? JSON.parse(plain.body).errors : 'not 200', JSON.stringify(body)).toBeDefined();
     }
-    expect(server.app.fastQueryCounts.answered).toBe(answered);
     expect((await historyContents()).filter((c) => ['bad variables', 'no variables', 'bad token', 'mixed'].includes(c))).toEqual([]);
   });
 });
