@@ -1,7 +1,6 @@
-// Shared pieces of the benchmarks: processes to measure, pinning, load, and statistics.
+// Shared pieces of the benchmarks: processes to measure, pinning, and statistics.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -175,63 +174,6 @@ export function rssBytes(pid: number): number {
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-export interface LoadResult {
-  requests: number;
-  errors: number;
-  seconds: number;
-  rps: number;
-  latencyMs: { p50: number; p99: number };
-}
-
-/**
- * Sends requests with `concurrency` in flight for `seconds`, over keep-alive connections.
- * `check` validates each response body; a failed check counts as an error.
- */
-export async function httpLoad(options: {
-  url: string;
-  method?: 'GET' | 'POST';
-  body?: string;
-  headers?: Record<string, string>;
-  concurrency: number;
-  seconds: number;
-  check?: (body: string) => boolean;
-}): Promise<LoadResult> {
-  const agent = new Agent({ keepAlive: true, maxSockets: options.concurrency });
-  const target = new URL(options.url);
-  const body = options.body === undefined ? undefined : Buffer.from(options.body);
-  const headers = { ...options.headers, ...(body ? { 'content-type': 'application/json', 'content-length': String(body.length) } : {}) };
-  const latencies: number[] = [];
-  let errors = 0;
-  const started = performance.now();
-  const end = started + options.seconds * 1000;
-  const one = () =>
-    new Promise<void>((resolve) => {
-      const sent = performance.now();
-      const req = request({ agent, host: target.hostname, port: target.port, path: target.pathname + target.search, method: options.method ?? 'GET', headers }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c) => chunks.push(c));
-        res.on('end', () => {
-          latencies.push(performance.now() - sent);
-          if (res.statusCode !== 200 || (options.check && !options.check(Buffer.concat(chunks).toString()))) errors++;
-          resolve();
-        });
-      });
-      req.on('error', () => {
-        errors++;
-        resolve();
-      });
-      req.end(body);
-    });
-  await Promise.all(
-    Array.from({ length: options.concurrency }, async () => {
-      while (performance.now() < end) await one();
-    }),
-  );
-  agent.destroy();
-  const seconds = (performance.now() - started) / 1000;
-  return { requests: latencies.length, errors, seconds, rps: latencies.length / seconds, latencyMs: { p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99) } };
-}
 
 export function percentile(values: number[], p: number): number {
   if (values.length === 0) return Number.NaN;
