@@ -1,7 +1,7 @@
-// Shared pieces of the benchmarks: processes to measure, load, and statistics.
-import { spawn, type ChildProcess } from 'node:child_process';
+// Shared pieces of the benchmarks: processes to measure, pinning, and statistics.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
+import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import WebSocket from 'ws';
@@ -10,6 +10,38 @@ import { freePort } from '../test/support/process.ts';
 export const root = path.resolve(import.meta.dirname, '..');
 const tsxLoader = pathToFileURL(path.join(root, 'node_modules/tsx/dist/loader.mjs')).href;
 const CLOCK_TICKS = 100;
+
+// Throughput scenarios put the servers under test on one core and the load generator on the
+// other, so that neither takes CPU from the other.
+export const SERVER_CPUS = '0';
+export const LOAD_CPUS = '1';
+
+let pinning: boolean | undefined;
+/** Whether `taskset` can pin processes to SERVER_CPUS and LOAD_CPUS here; warns once when not. */
+export function canPin(): boolean {
+  if (pinning === undefined) {
+    const probe = spawnSync('taskset', ['-cp', String(process.pid)], { encoding: 'utf8' });
+    // "pid 123's current affinity list: 0-3,6"
+    const allowed = new Set<number>();
+    for (const part of (probe.stdout ?? '').split(':').at(-1)!.trim().split(',').filter(Boolean)) {
+      const [from, to = from] = part.split('-').map(Number);
+      for (let cpu = from!; cpu <= to!; cpu++) allowed.add(cpu);
+    }
+    const wanted = [SERVER_CPUS, LOAD_CPUS].flatMap((list) => list.split(',').map(Number));
+    pinning = probe.status === 0 && os.availableParallelism() >= 2 && wanted.every((cpu) => allowed.has(cpu));
+    if (!pinning) {
+      const why = probe.error ? 'taskset is missing' : probe.status !== 0 ? `taskset failed: ${probe.stderr.trim()}` : `this process may only run on cores ${[...allowed].join(',')}`;
+      console.warn(`  warning: ${why}; servers and load generator run unpinned, so they compete for the same cores`);
+    }
+  }
+  return pinning;
+}
+
+/** The command and arguments that run `command` on the cores of `cpus` (a taskset list), when it can. */
+export function pinned(cpus: string | undefined, command: string, args: string[]): [string, string[]] {
+  // taskset execs the command: the child's pid is the command's own, for /proc and signals.
+  return cpus !== undefined && canPin() ? ['taskset', ['-c', cpus, command, ...args]] : [command, args];
+}
 
 export interface Service {
   name: string;
@@ -25,8 +57,16 @@ export interface Service {
   snapshot(): Promise<Map<string, [count: number, bytes: number]>>;
 }
 
-/** Starts a TypeScript entry point (Parley's main, or a baseline) and waits for `ready` on its port. */
-export async function startService(name: string, entry: string, env: Record<string, string>, { ready = '/health', inspect: withInspector = false } = {}): Promise<Service> {
+/**
+ * Starts a TypeScript entry point (Parley's main, or a baseline) and waits for `ready` on its port.
+ * `cpus` (a taskset list, e.g. SERVER_CPUS) pins the process to those cores.
+ */
+export async function startService(
+  name: string,
+  entry: string,
+  env: Record<string, string>,
+  { ready = '/health', inspect: withInspector = false, cpus }: { ready?: string; inspect?: boolean; cpus?: string } = {},
+): Promise<Service> {
   const port = await freePort();
   // BENCH_PROFILE=<dir>: every server writes a V8 CPU profile there when it exits.
   const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
@@ -34,7 +74,8 @@ export async function startService(name: string, entry: string, env: Record<stri
   const inspector = withInspector ? ['--inspect=127.0.0.1:0'] : [];
   // JavaScript (Parley's build in dist/) runs as is; TypeScript (the baselines) through tsx.
   const loader = entry.endsWith('.ts') ? ['--import', tsxLoader] : [];
-  const child = spawn(process.execPath, [...profile, ...inspector, ...loader, path.join(root, entry)], {
+  const [command, args] = pinned(cpus, process.execPath, [...profile, ...inspector, ...loader, path.join(root, entry)]);
+  const child = spawn(command, args, {
     cwd: root,
     env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', LOG_LEVEL: 'warn', NODE_ENV: 'production', ...env, PORT: String(port) },
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -122,69 +163,17 @@ export function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
 }
 
+/** Seconds a process's main thread spent runnable but waiting for a core (from /proc/<pid>/schedstat). */
+export function waitSeconds(pid: number): number {
+  return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[1]) / 1e9;
+}
+
 export function rssBytes(pid: number): number {
   const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'))!;
   return Number(line.split(/\s+/)[1]) * 1024;
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-export interface LoadResult {
-  requests: number;
-  errors: number;
-  seconds: number;
-  rps: number;
-  latencyMs: { p50: number; p99: number };
-}
-
-/**
- * Sends requests with `concurrency` in flight for `seconds`, over keep-alive connections.
- * `check` validates each response body; a failed check counts as an error.
- */
-export async function httpLoad(options: {
-  url: string;
-  method?: 'GET' | 'POST';
-  body?: string;
-  headers?: Record<string, string>;
-  concurrency: number;
-  seconds: number;
-  check?: (body: string) => boolean;
-}): Promise<LoadResult> {
-  const agent = new Agent({ keepAlive: true, maxSockets: options.concurrency });
-  const target = new URL(options.url);
-  const body = options.body === undefined ? undefined : Buffer.from(options.body);
-  const headers = { ...options.headers, ...(body ? { 'content-type': 'application/json', 'content-length': String(body.length) } : {}) };
-  const latencies: number[] = [];
-  let errors = 0;
-  const started = performance.now();
-  const end = started + options.seconds * 1000;
-  const one = () =>
-    new Promise<void>((resolve) => {
-      const sent = performance.now();
-      const req = request({ agent, host: target.hostname, port: target.port, path: target.pathname + target.search, method: options.method ?? 'GET', headers }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c) => chunks.push(c));
-        res.on('end', () => {
-          latencies.push(performance.now() - sent);
-          if (res.statusCode !== 200 || (options.check && !options.check(Buffer.concat(chunks).toString()))) errors++;
-          resolve();
-        });
-      });
-      req.on('error', () => {
-        errors++;
-        resolve();
-      });
-      req.end(body);
-    });
-  await Promise.all(
-    Array.from({ length: options.concurrency }, async () => {
-      while (performance.now() < end) await one();
-    }),
-  );
-  agent.destroy();
-  const seconds = (performance.now() - started) / 1000;
-  return { requests: latencies.length, errors, seconds, rps: latencies.length / seconds, latencyMs: { p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99) } };
-}
 
 export function percentile(values: number[], p: number): number {
   if (values.length === 0) return Number.NaN;
