@@ -1,6 +1,6 @@
 // GraphiQL as a person uses it: Debian's Chromium, driven by playwright-core, with every request
 // off loopback refused. The page must render, send a message from its first tab, and follow the
-// reply to its end over a subscription.
+// reply to its end over a subscription, every event of it in the result pane.
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium } from './support/browser.ts';
@@ -15,7 +15,8 @@ describe('GraphiQL in a browser with no network', () => {
   beforeAll(async () => {
     server = await startParley();
     browser = await launchChromium();
-    page = await browser.newPage();
+    // Tall: Monaco draws only the lines in view, and the pane must show a whole reply's events.
+    page = await browser.newPage({ viewport: { width: 1280, height: 12_000 } });
     await page.route('**/*', (route) => {
       const url = new URL(route.request().url());
       if (url.hostname === '127.0.0.1' || url.protocol === 'data:') return route.continue();
@@ -42,7 +43,7 @@ describe('GraphiQL in a browser with no network', () => {
     expect(offMachine).toEqual([]);
   });
 
-  it('runs sendMessage from its first tab, then follows the reply with messageStream to the end', async () => {
+  it('runs sendMessage from its first tab, then follows the reply with messageStream to the end, showing every event', async () => {
     await run();
     await expect.poll(response, { timeout: 15_000 }).toContain('assistantMessage');
     const sent = /"assistantMessage": \{ "id": "([^"]+)", "status": "STREAMING" \}/.exec(await response());
@@ -62,6 +63,18 @@ describe('GraphiQL in a browser with no network', () => {
     const saved = await server.app.db.prisma.message.findUniqueOrThrow({ where: { id: messageId } });
     expect(saved.status).toBe('COMPLETE');
     expect(last).toContain(JSON.stringify(saved.content).replace(/\s+/g, ' ').slice(1, 40));
+
+    // Every event, in order: the same ones Parley replays to a client of its own.
+    const replay = await fetch(server.graphqlUrl, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream' }, body: JSON.stringify({ query }) });
+    const events = [...(await replay.text()).matchAll(/^data: (\{.*)$/gm)].map((m) => JSON.parse(m[1]!).data.messageStream as { seq: number; delta: string; done: boolean });
+    expect(events.length).toBeGreaterThan(2);
+    expect(events.at(-1)!.done).toBe(true);
+    expect([...last.matchAll(/"seq": (\d+)/g)].map((m) => Number(m[1]))).toEqual(events.map((event) => event.seq));
+    expect(last.match(/"done": true/g)).toHaveLength(1);
+    expect(last).toContain(`"seq": 0, "delta": ${JSON.stringify(events[0]!.delta).trim()}, "done": false`);
+    // The deltas joined, as the reply's text so far.
+    expect(events.map((event) => event.delta).join('')).toBe(saved.content);
+    expect(last).toContain(`"text": ${JSON.stringify(saved.content).replace(/\s+/g, ' ')}`);
     expect(offMachine).toEqual([]);
   });
 });
