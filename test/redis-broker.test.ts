@@ -2,7 +2,9 @@
 // seq, a sealed log only its sealer's terminal event, and a refused SUBSCRIBE leaves nothing behind.
 import { afterAll, describe, expect, it } from 'vitest';
 import type { StreamEvent } from '../src/streaming/events.ts';
+import { Redis } from 'ioredis';
 import { RedisBroker } from '../src/streaming/redis-broker.ts';
+import { TestRedisServer } from './support/redis-server.ts';
 import { redisNamespace } from './support/redis.ts';
 
 const namespace = redisNamespace();
@@ -72,5 +74,41 @@ describe('listening', () => {
     expect(heard.map((e) => e.seq)).toEqual([0]);
     expect(refused).toEqual([]);
     stop();
+  });
+
+  it('stop requests reach an instance whose first SUBSCRIBE to the stop channel failed, once Redis is back', async () => {
+    const server = await TestRedisServer.start();
+    await server.kill();
+    // Fail-fast connections, as Parley's (src/redis.ts): no offline queue, quick reconnects.
+    const connect = () => {
+      const redis = new Redis(server.url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => 50 });
+      redis.on('error', () => {});
+      return redis;
+    };
+    const [commands, subscriber] = [connect(), connect()];
+    try {
+      const b = new RedisBroker({ redis: commands, subscriber, prefix: namespace.prefix, replayTtlMs: 60_000, sealTtlMs: 30_000 });
+      const stops: string[] = [];
+      // Redis is away: this SUBSCRIBE fails, and ioredis does not know to redo it.
+      b.onStopRequest((messageId) => stops.push(messageId));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await server.restart();
+      await new Promise<void>((resolve) => (subscriber.status === 'ready' ? resolve() : subscriber.once('ready', () => resolve())));
+      const publisher = new Redis(server.url);
+      try {
+        // Until the broker's SUBSCRIBE lands, a publish reaches nobody: retry for a while.
+        for (let i = 0; i < 40 && stops.length === 0; i++) {
+          await publisher.publish(`${namespace.prefix}stop`, 'm-stop-after-outage');
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      } finally {
+        publisher.disconnect();
+      }
+      expect(stops[0]).toBe('m-stop-after-outage');
+    } finally {
+      commands.disconnect();
+      subscriber.disconnect();
+      await server.stop();
+    }
   });
 });
