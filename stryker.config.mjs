@@ -14,7 +14,7 @@ export const GROUPS = {
   streaming: {
     mutate: ['src/streaming/memory-broker.ts', 'src/streaming/redis-broker.ts', 'src/streaming/follow.ts', 'src/streaming/events.ts'],
     // chat.test.ts follows replies end to end (src/streaming/follow.ts) over both transports.
-    tests: ['test/brokers.test.ts', 'test/redis-broker.test.ts', 'test/finalize.test.ts', 'test/reply-end.test.ts', 'test/chat.test.ts'],
+    tests: ['test/follow.test.ts', 'test/brokers.test.ts', 'test/redis-broker.test.ts', 'test/finalize.test.ts', 'test/reply-end.test.ts', 'test/chat.test.ts'],
   },
   cache: {
     mutate: ['src/cache/history-cache.ts'],
