@@ -18,7 +18,7 @@ export const GROUPS = {
   },
   cache: {
     mutate: ['src/cache/history-cache.ts'],
-    tests: ['test/history-cache.test.ts', 'test/history-cache-races.test.ts'],
+    tests: ['test/history-cache-units.test.ts', 'test/history-cache-races.test.ts', 'test/history-cache.test.ts'],
   },
   finalize: {
     mutate: ['src/chat/finalize.ts'],

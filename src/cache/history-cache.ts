@@ -211,7 +211,7 @@ export class RedisHistoryCache implements HistoryCache {
       });
       return reads;
     } catch (error) {
-      this.failed(error, false);
+      this.failed(error);
       return bypass();
     }
   }
@@ -242,7 +242,7 @@ export class RedisHistoryCache implements HistoryCache {
     if (messages.some((m) => m.userId !== userId || m.conversationId !== conversationId)) return;
     const keys = this.keys(userId, conversationId);
     const entry: StoredEntry = { userId, conversationId, messages };
-    this.redis.historyFill(keys.entry, keys.version, keys.epoch, keys.writers, version, JSON.stringify(entry), this.options.ttlMs).catch((error) => this.failed(error, false));
+    this.redis.historyFill(keys.entry, keys.version, keys.epoch, keys.writers, version, JSON.stringify(entry), this.options.ttlMs).catch((error) => this.failed(error));
   }
 
   writing<T>(userId: string, conversationId: string, change: () => Promise<T>): Promise<T> {
@@ -251,10 +251,9 @@ export class RedisHistoryCache implements HistoryCache {
 
   async writingAll<T>(conversations: readonly ConversationKey[], change: () => Promise<T>): Promise<T> {
     const mark = async (delta: 1 | -1) => {
-      if (!this.available) {
-        this.missedInvalidation = true;
-        return;
-      }
+      // Unavailable: this mark is lost, and the epoch moves before the cache is used again
+      // (failed() has set missedInvalidation, which stays set until then).
+      if (!this.available) return;
       try {
         await Promise.all(
           conversations.map(({ userId, conversationId }) => {
@@ -263,7 +262,7 @@ export class RedisHistoryCache implements HistoryCache {
           }),
         );
       } catch (error) {
-        this.failed(error, true);
+        this.failed(error);
       }
     };
     await mark(1);
@@ -276,14 +275,12 @@ export class RedisHistoryCache implements HistoryCache {
     }
   }
 
-
   stats(): CacheStats {
     return { status: this.available ? 'up' : 'down', ...this.counters };
   }
 
-  private failed(error: unknown, lostInvalidation: boolean): void {
+  private failed(error: unknown): void {
     this.counters.errors++;
-    if (lostInvalidation) this.missedInvalidation = true;
     if (this.available) {
       this.available = false;
       // A failed or timed-out call may still run later; assume the worst about what it missed.
@@ -305,7 +302,7 @@ export class RedisHistoryCache implements HistoryCache {
         this.available = true;
         return true;
       } catch (error) {
-        this.failed(error, false);
+        this.failed(error);
         return false;
       } finally {
         this.reconnecting = undefined;
