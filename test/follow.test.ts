@@ -18,11 +18,15 @@ class ScriptedBroker {
   readFails = false;
   listenFails = false;
   released = 0;
+  /** Called after each read has taken its copy of the log. */
+  afterRead: (() => void) | undefined;
 
   async read(_messageId: string, fromSeq: number): Promise<StreamEvent[]> {
     this.reads.push(fromSeq);
     if (this.readFails) throw new Error('Redis is away');
-    return this.log.filter((e) => e.seq >= fromSeq);
+    const events = this.log.filter((e) => e.seq >= fromSeq);
+    this.afterRead?.();
+    return events;
   }
 
   async listen(_messageId: string, onEvent: (event: StreamEvent) => void): Promise<() => void> {
@@ -58,8 +62,8 @@ function stopSignal(): StopSignal & { abort(): void } {
 }
 
 const clocks: SilenceClock[] = [];
-function options(overrides: Partial<FollowOptions> = {}): FollowOptions {
-  const silence = new SilenceClock(10);
+function options(overrides: Partial<FollowOptions> = {}, silenceMs = 10): FollowOptions {
+  const silence = new SilenceClock(silenceMs);
   clocks.push(silence);
   return { afterSeq: -1, loadFinished: async () => null, silence, signal: stopSignal(), ...overrides };
 }
@@ -186,6 +190,23 @@ describe('followMessage', () => {
       expect(text(events)).toBe('Hello');
     });
 
+    it('reads the log again at the end: events logged after its first read come from the log, not the saved text', async () => {
+      const broker = new ScriptedBroker();
+      broker.log = [event(0, 'Hel')];
+      // The rest is logged just after the first read.
+      broker.afterRead = () => {
+        broker.afterRead = undefined;
+        broker.log.push(event(1, 'l'), event(2, 'o'), terminal(3));
+      };
+      const { events } = await followAll(broker, options({ finished: finished('Hello') }));
+      expect(events.map((e) => [e.seq, e.delta, e.done])).toEqual([
+        [0, 'Hel', false],
+        [1, 'l', false],
+        [2, 'o', false],
+        [3, '', true],
+      ]);
+    });
+
     it('sends the saved text as one event when the log is gone, then the saved end', async () => {
       const broker = new ScriptedBroker();
       broker.readFails = true;
@@ -296,6 +317,64 @@ describe('followMessage', () => {
     expect(seqs(events)).toEqual([0]);
     expect(signal.onAbort).toBeUndefined();
     expect(broker.released).toBe(1);
+  });
+
+  it('wakes at once when its consumer stops while it waits, however long the silence clock', async () => {
+    const broker = new ScriptedBroker();
+    const signal = stopSignal();
+    const run = followAll(broker, options({ signal }, 60_000));
+    await tick(20);
+    const stoppedAt = Date.now();
+    signal.abort();
+    const { outcome } = await run;
+    expect(outcome).toBe('ended');
+    expect(Date.now() - stoppedAt).toBeLessThan(200);
+  });
+
+  it('takes a stop while its consumer holds an event (nothing waiting to wake)', async () => {
+    const broker = new ScriptedBroker();
+    broker.log = [event(0), event(1)];
+    const signal = stopSignal();
+    const { events, outcome } = await followAll(broker, options({ signal }), {
+      onEvent: (e) => {
+        if (e.seq === 0) expect(() => signal.abort()).not.toThrow();
+      },
+    });
+    expect(outcome).toBe('ended');
+    // What it already read still goes out; then it stops.
+    expect(seqs(events)).toEqual([0, 1]);
+  });
+
+  it('sends what it holds at once after filling a gap from the log, without waiting for a tick', async () => {
+    const broker = new ScriptedBroker();
+    const delivered: number[] = [];
+    const run = followAll(broker, options({}, 60_000), { timeoutMs: 1000, onEvent: (e) => delivered.push(e.seq) });
+    await tick(20);
+    // 0 and 1 reach only the log; 2 arrives only live.
+    broker.log.push(event(0), event(1));
+    broker.emit(event(2), { logged: false });
+    await tick(150);
+    expect(delivered).toEqual([0, 1, 2]);
+    broker.emit(terminal(3), { logged: false });
+    const { events, outcome } = await run;
+    expect(outcome).toBe('ended');
+    expect(seqs(events)).toEqual([0, 1, 2, 3]);
+  });
+
+  it('forgets a live event the log already delivered, instead of reading the log for it again and again', async () => {
+    const broker = new ScriptedBroker();
+    const run = followAll(broker, options());
+    await tick(20);
+    // 1 is in the log only; 2 is in the log and heard live: the log read delivers both.
+    broker.log.push(event(0), event(1));
+    broker.emit(event(2));
+    await tick(60);
+    const reads = broker.reads.length;
+    await tick(200);
+    expect(broker.reads.length - reads).toBeLessThanOrEqual(1);
+    broker.emit(terminal(3));
+    const { events } = await run;
+    expect(seqs(events)).toEqual([0, 1, 2, 3]);
   });
 
   it('hands every follower of a live event the same tagged object', async () => {
