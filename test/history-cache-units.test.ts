@@ -127,6 +127,8 @@ describe('the history cache, Redis up', () => {
       await redis.set(keys.entry, `${epoch}|${text}`, 'PX', 60_000);
       expect((await cache.read('u1', ['odd'])).get('odd'), text).toEqual({ version: null });
     }
+    // Each was a miss, not a failure that takes the cache down.
+    expect(cache.stats()).toMatchObject({ status: 'up', errors: 0 });
   });
 
   it('fills only when every row is the conversation’s own', async () => {
@@ -260,5 +262,13 @@ describe('the history cache through an outage', () => {
     expect((await cache.read('u1', ['dropped'])).get('dropped')).not.toHaveProperty('messages');
     expect(cache.stats().status).toBe('up');
     expect(backLines()).toHaveLength(1);
+  });
+
+  it('a read that finds Redis gone is bypassed, and takes the cache down: a new outage, logged again', async () => {
+    const errors = cache.stats().errors;
+    await server.kill();
+    expect((await cache.read('u1', ['after'])).get('after')).toEqual({ version: null });
+    expect(cache.stats()).toMatchObject({ status: 'down', errors: errors + 1 });
+    expect(errorLines()).toHaveLength(2);
   });
 });

@@ -251,8 +251,7 @@ export class RedisHistoryCache implements HistoryCache {
 
   async writingAll<T>(conversations: readonly ConversationKey[], change: () => Promise<T>): Promise<T> {
     const mark = async (delta: 1 | -1) => {
-      // Unavailable: this mark is lost, and the epoch moves before the cache is used again
-      // (failed() has set missedInvalidation, which stays set until then).
+      // Unavailable: this mark is lost, and the epoch moves before the cache is used again.
       if (!this.available) return;
       try {
         await Promise.all(
@@ -282,15 +281,15 @@ export class RedisHistoryCache implements HistoryCache {
   private failed(error: unknown): void {
     this.counters.errors++;
     if (this.available) {
+      // A failed or timed-out call may still run later: the cache is used again only after
+      // reconnecting, which moves the epoch (usable()).
       this.available = false;
-      // A failed or timed-out call may still run later; assume the worst about what it missed.
-      this.missedInvalidation = true;
       this.options.logger.error({ err: error }, 'Redis history cache unavailable; reading from the database until it is back');
     }
     this.retryAt = Date.now() + (this.options.retryAfterMs ?? 1000);
   }
 
-  /** Whether reads may use Redis now; after an outage, first retires every entry. */
+  /** Whether reads may use Redis now; after an outage or a dropped connection, first retires every entry. */
   private async usable(): Promise<boolean> {
     if (this.available && !this.missedInvalidation) return true;
     if (Date.now() < this.retryAt) return false;
