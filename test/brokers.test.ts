@@ -85,6 +85,26 @@ describe.each([
     expect(await b.seal(newId(), 'token-c')).toEqual({ won: true, events: [] });
   });
 
+  it('release lifts a seal only for the token that holds it; then another party may seal', async () => {
+    const b = create();
+    const id = newId();
+    await b.append(id, event(0));
+    expect((await b.seal(id, 'token-a')).won).toBe(true);
+    // Another token's release changes nothing: the holder still appends, others are still refused.
+    await b.release(id, 'token-b');
+    expect(await b.seal(id, 'token-b')).toEqual({ won: false, events: [] });
+    expect(await b.append(id, event(1), 'token-b')).toBe('sealed');
+    await b.release(id, 'token-a');
+    // Lifted: the next ender wins the seal with the log as it stands, and only it appends.
+    expect(await b.seal(id, 'token-c')).toEqual({ won: true, events: [event(0)] });
+    expect(await b.append(id, event(1), 'token-a')).toBe('sealed');
+    expect(await b.append(id, event(1, { done: true, status: 'FAILED' }), 'token-c')).toBe('ok');
+    // Releasing what nobody sealed, or a message that has no log, is a no-op.
+    await expect(b.release(newId(), 'token-a')).resolves.toBeUndefined();
+    await b.release(id, 'token-a');
+    expect(await b.seal(id, 'token-d')).toEqual({ won: false, events: [] });
+  });
+
   it('a log is unsealed until sealed: a token on an unsealed log appends as usual', async () => {
     const b = create();
     const id = newId();
