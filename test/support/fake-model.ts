@@ -166,7 +166,7 @@ export class FakeModel {
       await sleep(script.delayMs);
       if (res.destroyed) return;
       // Backpressure: an endless or huge stream waits for the client instead of filling memory.
-      if (!res.write(chunk([choice({ content: script.stamp ? `${token}|${now().toFixed(3)};` : token })]))) await new Promise((resolve) => res.once('drain', resolve).once('close', resolve));
+      if (!res.write(chunk([choice({ content: script.stamp ? `${token}|${now().toFixed(3)};` : token })]))) await drainOrClose(res);
       recorded.sent++;
     }
     if (res.destroyed) return;
@@ -190,3 +190,14 @@ function isTitleRequest(request: RecordedRequest): boolean {
 }
 
 const sleep = (ms?: number) => (ms ? new Promise((resolve) => setTimeout(resolve, ms)) : Promise.resolve());
+
+/** Resolves when the response can take more, or is gone; the other listener does not stay behind. */
+function drainOrClose(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done).off('close', done);
+      resolve();
+    };
+    res.on('drain', done).on('close', done);
+  });
+}
