@@ -11,6 +11,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { GraphQLError, Kind, getOperationAST, type DocumentNode, type ExecutionArgs, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import { isAsyncIterable, processRegularResult, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import { sendFetchResponse } from './fetch-response.ts';
 
 type AnyYoga = Pick<YogaServerInstance<Record<string, unknown>, Record<string, unknown>>, 'getEnveloped' | 'fetchAPI'>;
 
@@ -140,12 +141,7 @@ export class FastPath {
       if (json !== undefined) return void res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json) }).end(json);
     }
     if (isAsyncIterable(result)) void (result as AsyncIterableIterator<unknown>).return?.();
-    const response = processRegularResult(result, this.yoga.fetchAPI, 'application/json');
-    const answer = Buffer.from(await response.arrayBuffer());
-    const headers: Record<string, string> = {};
-    response.headers.forEach((value, name) => (headers[name] = value));
-    headers['content-length'] = String(answer.length);
-    res.writeHead(response.status, headers).end(answer);
+    await sendFetchResponse(res, processRegularResult(result, this.yoga.fetchAPI, 'application/json'));
   }
 }
 

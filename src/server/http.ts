@@ -5,6 +5,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { YogaInitialContext } from 'graphql-yoga';
 import { decideRequest, type BrowserPolicy } from './cors.ts';
 import { acceptsPlainJson, type FastPath } from './fast-path.ts';
+import { sendFetchResponse } from './fetch-response.ts';
 import { GRAPHQL_PATH, type ServerContext, type Yoga } from './yoga.ts';
 
 export interface HttpParts {
@@ -28,12 +29,7 @@ export function createHttpServer({ yoga, fastPath, health, maxBodyBytes, browser
     }
     const request = new yoga.fetchAPI.Request(`http://${req.headers.host ?? 'localhost'}${req.url}`, { method: 'POST', headers, body });
     const response = await yoga.handleRequest(request, { req, res } as ServerContext & YogaInitialContext);
-    const answer = Buffer.from(await response.arrayBuffer());
-    const out: Record<string, string> = {};
-    response.headers.forEach((value, name) => (out[name] = value));
-    out['content-length'] = String(answer.length);
-    res.writeHead(response.status, out);
-    res.end(answer);
+    await sendFetchResponse(res, response);
   }
 
   const server: Server = createServer(async (req, res) => {
