@@ -2,7 +2,7 @@
 // chunks checked field by field, text made storable, and events of bounded size.
 import { encode } from 'gpt-tokenizer';
 import { describe, expect, it } from 'vitest';
-import { clamp, MalformedChunk, parseChunk, SafeTextStream, safeText, truncate } from '../src/llm/model-output.ts';
+import { clamp, clampCodePoints, MalformedChunk, parseChunk, SafeTextStream, safeText, truncate, truncateCodePoints } from '../src/llm/model-output.ts';
 import { SseDataReader, SseLineTooLong } from '../src/llm/sse-reader.ts';
 import { countTokens } from '../src/llm/tokens.ts';
 
@@ -70,9 +70,12 @@ describe('parseChunk', () => {
     });
   });
 
-  it('clamps text fields to their columns without splitting a pair, and drops usage out of range', () => {
-    const parsed = parseChunk(chunk({ model: `${'m'.repeat(254)}😀`, choices: [{ finish_reason: 'f'.repeat(65) }], usage: { prompt_tokens: 2 ** 31, completion_tokens: 1 } }));
-    expect(parsed).toEqual({ model: 'm'.repeat(254), finishReason: 'f'.repeat(64) });
+  it('clamps text fields to their columns in code points, as the columns and the input checks count, and drops usage out of range', () => {
+    const parsed = parseChunk(chunk({ model: `${'m'.repeat(254)}😀x`, choices: [{ finish_reason: `${'😀'.repeat(63)}ff` }], usage: { prompt_tokens: 2 ** 31, completion_tokens: 1 } }));
+    expect(parsed).toEqual({ model: `${'m'.repeat(254)}😀`, finishReason: `${'😀'.repeat(63)}f` });
+    // A model name a user may set (255 code points, 510 UTF-16 units) comes back whole.
+    const longest = '𝔘'.repeat(255);
+    expect(parseChunk(chunk({ model: longest })).model).toBe(longest);
     for (const usage of [{ prompt_tokens: 1.5, completion_tokens: 1 }, { prompt_tokens: -1, completion_tokens: 1 }, { prompt_tokens: '1', completion_tokens: 1 }, 'lots', [1, 2]]) {
       expect(parseChunk(chunk({ usage })), JSON.stringify(usage)).toEqual({});
     }
@@ -111,6 +114,12 @@ describe('safe text', () => {
     expect(truncate('ab😀', 4)).toBe('ab😀');
     expect(truncate('abc', 0)).toBe('');
     expect(clamp('a\u0000😀', 3)).toBe('a\uFFFD');
+    expect(truncateCodePoints('a😀b', 2)).toBe('a😀');
+    expect(truncateCodePoints('a😀b', 1)).toBe('a');
+    expect(truncateCodePoints('😀😀', 0)).toBe('');
+    // A lone surrogate counts as one code point and becomes U+FFFD.
+    expect(truncateCodePoints('\ud800\ud800\ud800', 2)).toBe('\ud800\ud800');
+    expect(clampCodePoints('\udc00😀😀', 2)).toBe('\uFFFD😀');
   });
 
   it('a stream keeps a pair split over deltas whole, and ends a dangling half as U+FFFD', () => {

@@ -2,7 +2,7 @@
 // then append the terminal event. Whoever loses the seal changes nothing.
 import { randomUUID } from 'node:crypto';
 import type { HistoryCache } from '../cache/history-cache.ts';
-import { clamp, isTokenCount, MAX_FINISH_REASON_CHARS, MAX_MODEL_CHARS } from '../llm/model-output.ts';
+import { clamp, clampCodePoints, isTokenCount, MAX_FINISH_REASON_CHARS, MAX_MODEL_CHARS } from '../llm/model-output.ts';
 import { countTokens } from '../llm/tokens.ts';
 import type { Logger } from '../logger.ts';
 import type { FinalStatus } from '../model.ts';
@@ -126,8 +126,8 @@ function safeEnd(end: ReplyEnd): ReplyEnd {
   return {
     ...end,
     error: end.error === null ? null : clamp(end.error, 1000),
-    finishReason: end.finishReason === null ? null : clamp(end.finishReason, MAX_FINISH_REASON_CHARS),
-    model: end.model === null ? null : clamp(end.model, MAX_MODEL_CHARS),
+    finishReason: end.finishReason === null ? null : clampCodePoints(end.finishReason, MAX_FINISH_REASON_CHARS),
+    model: end.model === null ? null : clampCodePoints(end.model, MAX_MODEL_CHARS),
     promptTokens: count(end.promptTokens),
     completionTokens: count(end.completionTokens) ?? 0,
   };

@@ -1,9 +1,9 @@
 // What a model sends is untrusted input, like a user's: every field of a stream chunk is checked
 // for its type and clamped to what the database holds before anything else sees it.
 
-/** Longest `model` kept (the column is VARCHAR(255)). */
+/** Longest `model` kept, in code points (the column is VARCHAR(255), which counts characters). */
 export const MAX_MODEL_CHARS = 255;
-/** Longest `finish_reason` kept (the column is VARCHAR(64)). */
+/** Longest `finish_reason` kept, in code points (the column is VARCHAR(64)). */
 export const MAX_FINISH_REASON_CHARS = 64;
 /** Token counts are INT columns. */
 const MAX_TOKENS = 2 ** 31 - 1;
@@ -36,14 +36,14 @@ export function parseChunk(data: string): ParsedChunk {
     parsed.error = safeText(typeof message === 'string' ? message : JSON.stringify(chunk.error));
     return parsed;
   }
-  if (typeof chunk.model === 'string' && chunk.model !== '') parsed.model = clamp(chunk.model, MAX_MODEL_CHARS);
+  if (typeof chunk.model === 'string' && chunk.model !== '') parsed.model = clampCodePoints(chunk.model, MAX_MODEL_CHARS);
   const usage = chunk.usage;
   if (isObject(usage) && isTokenCount(usage.prompt_tokens) && isTokenCount(usage.completion_tokens)) {
     parsed.usage = { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens };
   }
   const choice = Array.isArray(chunk.choices) ? chunk.choices[0] : undefined;
   if (!isObject(choice)) return parsed;
-  if (typeof choice.finish_reason === 'string' && choice.finish_reason !== '') parsed.finishReason = clamp(choice.finish_reason, MAX_FINISH_REASON_CHARS);
+  if (typeof choice.finish_reason === 'string' && choice.finish_reason !== '') parsed.finishReason = clampCodePoints(choice.finish_reason, MAX_FINISH_REASON_CHARS);
   const delta = choice.delta;
   if (delta === undefined || delta === null) return parsed;
   if (!isObject(delta)) throw new MalformedChunk('the model sent a delta that is not an object');
@@ -73,6 +73,23 @@ export function truncate(text: string, max: number): string {
   return text.slice(0, max > 0 && isHighSurrogate(text.charCodeAt(max - 1)) ? max - 1 : max);
 }
 
+/**
+ * Safe text of at most `max` code points: what a VARCHAR(max) column holds on PostgreSQL and
+ * MySQL, and what the input checks (zod) measure, so a model name a user may set survives its echo.
+ */
+export const clampCodePoints = (text: string, max: number): string => safeText(truncateCodePoints(text, max));
+
+/** At most `max` code points; a lone surrogate counts as one. */
+export function truncateCodePoints(text: string, max: number): string {
+  if (text.length <= max) return text;
+  let end = 0;
+  for (let count = 0; count < max && end < text.length; count++) {
+    end += isHighSurrogate(text.charCodeAt(end)) && isLowSurrogate(text.charCodeAt(end + 1)) ? 2 : 1;
+  }
+  return text.slice(0, end);
+}
+
+const isLowSurrogate = (code: number) => code >= 0xdc00 && code <= 0xdfff;
 const isHighSurrogate = (code: number) => code >= 0xd800 && code <= 0xdbff;
 
 /**
