@@ -156,6 +156,8 @@ const envSchema = z.object({
   STREAM_LEASE_MS: positiveInt(600_000).refine((ms) => ms >= 300, 'must be at least 300').default(15_000),
   STREAM_REPLAY_TTL_S: positiveInt(30 * 24 * 3600).default(3600),
   STREAM_MAX_EVENTS: positiveInt(1_000_000).refine((n) => n >= 3, 'must be at least 3').default(10_000),
+  EVENT_LOG_MAX_EVENTS: positiveInt(1_000_000).default(1000),
+  EVENT_LOG_TTL_S: positiveInt(30 * 24 * 3600).default(3600),
 });
 
 /** Every environment variable Parley reads. */

@@ -7,6 +7,7 @@ import { NoHistoryCache } from '../src/cache/history-cache.ts';
 import { ReplyFinalizer, type LocalReply, type Outcome } from '../src/chat/finalize.ts';
 import { countTokens } from '../src/llm/tokens.ts';
 import { createLogger } from '../src/logger.ts';
+import { noEvents } from '../src/services/live-events.ts';
 import { openDatabase, type Database } from '../src/store/database.ts';
 import { applyMigrations } from '../src/store/migrate.ts';
 import type { Store } from '../src/store/store.ts';
@@ -68,7 +69,7 @@ const rowOf = (id: string) => db.prisma.message.findUnique({ where: { id } });
 
 function finalizer(broker: StreamBroker, store: Store = db.store, lines?: string[]) {
   const logger = lines ? createLogger('warn', { write: (line: string) => void lines.push(line) }) : createLogger('silent');
-  return new ReplyFinalizer(store, cache, broker, logger);
+  return new ReplyFinalizer(store, cache, broker, logger, noEvents);
 }
 
 /** The store, with a step run just before saveReplyEnd (another party acting in that moment). */

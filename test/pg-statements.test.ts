@@ -63,8 +63,10 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
     const savedFast = await pgStore.saveExchange(exchange(fast.id, { clientMessageId: 'k1' }));
     const savedSlow = await prismaStore.saveExchange(exchange(slow.id, { clientMessageId: 'k2' }));
     const fastRows = await rowsOf(savedFast);
-    expect(savedFast).toEqual(fastRows);
+    expect(savedFast).toEqual({ ...fastRows, conversationSeq: fastRows.conversation.lastEventSeq, viewerSeq: null });
     const slowRows = await rowsOf(savedSlow);
+    // Both conversations had no events: the two messages are events 0 and 1, on either path.
+    expect([savedFast.conversationSeq, savedSlow.conversationSeq]).toEqual([1, 1]);
     expect(comparable(fastRows.userMessage)).toEqual({ ...comparable(slowRows.userMessage), clientMessageId: 'k1' });
     expect(comparable(fastRows.assistantMessage)).toEqual(comparable(slowRows.assistantMessage));
     expect(comparable(fastRows.conversation)).toEqual(comparable(slowRows.conversation));
@@ -78,8 +80,10 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
     const savedFast = await pgStore.saveExchange(exchange(null));
     const savedSlow = await prismaStore.saveExchange(exchange(null));
     const fastRows = await rowsOf(savedFast);
-    expect(savedFast).toEqual(fastRows);
+    expect(savedFast).toEqual({ ...fastRows, conversationSeq: 1, viewerSeq: expect.any(Number) });
     const slowRows = await rowsOf(savedSlow);
+    // One user: the two new conversations are its viewer events n and n + 1, on either path.
+    expect(savedSlow.viewerSeq).toBe(savedFast.viewerSeq! + 1);
     for (const part of ['conversation', 'userMessage', 'assistantMessage'] as const) expect(comparable(fastRows[part])).toEqual(comparable(slowRows[part]));
     expect([fastRows.userMessage.seq, fastRows.assistantMessage.seq, fastRows.conversation.lastSeq, fastRows.conversation.title]).toEqual([1, 2, 2, null]);
   });
@@ -90,6 +94,8 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
     const seqs = saved.flatMap((s) => [s.userMessage.seq, s.assistantMessage.seq]).sort((a, b) => a - b);
     expect(seqs).toEqual(Array.from({ length: 40 }, (_, i) => i + 5));
     expect(saved.every((s) => s.assistantMessage.seq === s.userMessage.seq + 1)).toBe(true);
+    // And distinct event seqs, gapless: two per exchange.
+    expect(saved.flatMap((s) => [s.conversationSeq! - 1, s.conversationSeq!]).sort((a, b) => a - b)).toEqual(Array.from({ length: 40 }, (_, i) => i));
   });
 
   it("writes nothing to another user's conversation or a missing one, and says NOT_FOUND", async () => {
@@ -194,8 +200,10 @@ describe('the writes and reads every reply runs, on PostgreSQL without Prisma', 
   it.each(ends)('saves %s exactly as the Prisma update does', async (_name, end) => {
     const [direct, viaPrisma] = await twoReplies();
     const before = Date.now();
-    expect(await pgStore.saveReplyEnd(direct!.id, end)).toBe(1);
-    expect(await prismaStore.saveReplyEnd(viaPrisma!.id, end)).toBe(1);
+    const [directSaved, prismaSaved] = [await pgStore.saveReplyEnd(direct!.id, direct!.conversationId, end), await prismaStore.saveReplyEnd(viaPrisma!.id, viaPrisma!.conversationId, end)];
+    // Both replies are in one conversation: each end is its next event.
+    expect(directSaved.count).toBe(1);
+    expect(prismaSaved).toEqual({ count: 1, eventSeq: directSaved.eventSeq! + 1 });
     const [directRow, prismaRow] = [await read(direct!.id), await read(viaPrisma!.id)];
     expect(comparable(directRow)).toEqual(comparable(prismaRow));
     expect(directRow).toMatchObject({ status: end.status, content: end.content, leaseExpiresAt: null, model: end.model ?? 'gpt-start', promptTokens: end.promptTokens ?? 11 });
@@ -205,17 +213,20 @@ describe('the writes and reads every reply runs, on PostgreSQL without Prisma', 
   it('changes nothing once a reply has ended, on either path', async () => {
     const [direct, viaPrisma] = await twoReplies({ status: 'STOPPED', leaseExpiresAt: null });
     const end = ends[0]![1];
-    expect(await pgStore.saveReplyEnd(direct!.id, end)).toBe(0);
-    expect(await prismaStore.saveReplyEnd(viaPrisma!.id, end)).toBe(0);
+    const before = await db.prisma.conversation.findUniqueOrThrow({ where: { id: direct!.conversationId } });
+    expect(await pgStore.saveReplyEnd(direct!.id, direct!.conversationId, end)).toEqual({ count: 0, eventSeq: null });
+    expect(await prismaStore.saveReplyEnd(viaPrisma!.id, viaPrisma!.conversationId, end)).toEqual({ count: 0, eventSeq: null });
     expect(await read(direct!.id)).toEqual(direct);
-    expect(await pgStore.saveReplyEnd(uuid7(), end)).toBe(0);
+    expect(await pgStore.saveReplyEnd(uuid7(), direct!.conversationId, end)).toEqual({ count: 0, eventSeq: null });
+    // Nothing saved, no event seq handed out, and the conversation's updatedAt unchanged.
+    expect(await db.prisma.conversation.findUniqueOrThrow({ where: { id: direct!.conversationId } })).toEqual(before);
   });
 
   it('titles an untitled conversation once, on either path', async () => {
     for (const store of [pgStore, prismaStore]) {
       const conversation = await db.prisma.conversation.create({ data: { userId: 'alice' } });
-      await store.setTitleIfUntitled(conversation.id, 'Weekend in Lisbon');
-      await store.setTitleIfUntitled(conversation.id, 'Something else');
+      expect(await store.setTitleIfUntitled(conversation.id, 'Weekend in Lisbon')).toMatchObject({ userId: 'alice', conversationSeq: 0 });
+      expect(await store.setTitleIfUntitled(conversation.id, 'Something else')).toBeNull();
       const row = await db.prisma.conversation.findUniqueOrThrow({ where: { id: conversation.id } });
       expect(row.title).toBe('Weekend in Lisbon');
       expect(row.updatedAt.getTime()).toBeGreaterThan(conversation.updatedAt.getTime() - 1);

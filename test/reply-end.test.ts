@@ -13,6 +13,7 @@ import { modelPresets } from '../src/llm/presets.ts';
 import { chatOptions } from '../src/server/compose.ts';
 import { UserEndpoints } from '../src/llm/user-endpoints.ts';
 import { createLogger } from '../src/logger.ts';
+import { noEvents } from '../src/services/live-events.ts';
 import type { FinalStatus } from '../src/model.ts';
 import { UserConfigService } from '../src/services/user-config.ts';
 import { openDatabase, type Database } from '../src/store/database.ts';
@@ -96,7 +97,7 @@ class RecordingFinalizer extends ReplyFinalizer {
     broker: StreamBroker,
     private readonly running?: ReadonlyMap<string, unknown>,
   ) {
-    super(store, cache, broker, logger);
+    super(store, cache, broker, logger, noEvents);
   }
   override async finalize(messageId: string, outcome: Outcome, local?: LocalReply): Promise<boolean> {
     const call: (typeof this.calls)[number] = { messageId, status: outcome.status, running: this.running?.has(messageId) };
@@ -144,10 +145,10 @@ function countingStore(store: Store): { store: Store; saves: Map<string, number[
   const wrapped = new Proxy(store, {
     get(target, prop, receiver) {
       if (prop === 'saveReplyEnd') {
-        return async (messageId: string, end: Parameters<Store['saveReplyEnd']>[1]) => {
-          const count = await target.saveReplyEnd(messageId, end);
-          saves.set(messageId, [...(saves.get(messageId) ?? []), count]);
-          return count;
+        return async (...args: Parameters<Store['saveReplyEnd']>) => {
+          const saved = await target.saveReplyEnd(...args);
+          saves.set(args[0], [...(saves.get(args[0]) ?? []), saved.count]);
+          return saved;
         };
       }
       const value = Reflect.get(target, prop, receiver);
@@ -171,6 +172,7 @@ function chatService(f: ReturnType<typeof useFixture>, options: Partial<ChatOpti
     f.cache,
     { ...chatOptions(config, { userEndpoints, singleInstance: true }), flushMs: 5, ...options },
     logger,
+    noEvents,
   );
   const running = (service as unknown as { generations: Generations }).generations.running;
   return { service, running };
@@ -191,7 +193,7 @@ describe('ReplyFinalizer: one winner', () => {
       const racing = Promise.all(
         calls.map(async ({ outcome, local }, i) => {
           if (i % 2) await sleep(Math.random() * 3);
-          return new ReplyFinalizer(f.db.store, f.cache, f.broker, logger).finalize(reply.id, outcome, local);
+          return new ReplyFinalizer(f.db.store, f.cache, f.broker, logger, noEvents).finalize(reply.id, outcome, local);
         }),
       );
       // The generating instance, still publishing, comes too late: the first call has sealed the log.
@@ -220,7 +222,7 @@ describe('ReplyFinalizer: one winner', () => {
   it('after a reply has ended, further finalize calls return false and change neither the row nor the log', async () => {
     const deltas = ['one ', 'two ', 'three'];
     const reply = await streamingReply(f.db, f.broker, { deltas });
-    expect(await new ReplyFinalizer(f.db.store, f.cache, f.broker, logger).finalize(reply.id, { status: 'STOPPED' })).toBe(true);
+    expect(await new ReplyFinalizer(f.db.store, f.cache, f.broker, logger, noEvents).finalize(reply.id, { status: 'STOPPED' })).toBe(true);
     const rowBefore = await rowOf(f.db, reply.id);
     const logBefore = structuredClone(await f.broker.read(reply.id, 0));
     expect(rowBefore!.status).toBe('STOPPED');
@@ -229,10 +231,10 @@ describe('ReplyFinalizer: one winner', () => {
     await sleep(5);
 
     const late = Array.from({ length: 12 }, (_, i) => outcomeFor(i, reply));
-    const results = await Promise.all(late.map(({ outcome, local }) => new ReplyFinalizer(f.db.store, f.cache, f.broker, logger).finalize(reply.id, outcome, local)));
+    const results = await Promise.all(late.map(({ outcome, local }) => new ReplyFinalizer(f.db.store, f.cache, f.broker, logger, noEvents).finalize(reply.id, outcome, local)));
     expect(results).toEqual(late.map(() => false));
     // And one at a time, after the others have settled.
-    for (const { outcome, local } of late.slice(0, 4)) expect(await new ReplyFinalizer(f.db.store, f.cache, f.broker, logger).finalize(reply.id, outcome, local)).toBe(false);
+    for (const { outcome, local } of late.slice(0, 4)) expect(await new ReplyFinalizer(f.db.store, f.cache, f.broker, logger, noEvents).finalize(reply.id, outcome, local)).toBe(false);
 
     expect(await rowOf(f.db, reply.id)).toEqual(rowBefore);
     expect(await f.broker.read(reply.id, 0)).toEqual(logBefore);
@@ -242,7 +244,7 @@ describe('ReplyFinalizer: one winner', () => {
     // Checkpointed text, nothing in the log (a restart without Redis).
     const reply = await streamingReply(f.db, f.broker, { checkpoint: 'partial text that was checkpointed' });
     const outcomes: Outcome[] = [{ status: 'INTERRUPTED', error: 'gone' }, { status: 'STOPPED' }, { status: 'FAILED', error: 'x' }, { status: 'INTERRUPTED', error: 'again' }];
-    const results = await Promise.all(outcomes.map((o) => new ReplyFinalizer(f.db.store, f.cache, f.broker, logger).finalize(reply.id, o)));
+    const results = await Promise.all(outcomes.map((o) => new ReplyFinalizer(f.db.store, f.cache, f.broker, logger, noEvents).finalize(reply.id, o)));
     expect(results.filter(Boolean)).toHaveLength(1);
     const winner = outcomes[results.indexOf(true)]!;
     const row = (await rowOf(f.db, reply.id))!;
@@ -257,13 +259,13 @@ describe('ReplyFinalizer: one winner', () => {
     // The generating instance's own text stands in for a lost log, the same way.
     const generated = await streamingReply(f.db, f.broker, { checkpoint: 'older checkpoint' });
     const local = { content: 'everything it generated', userId: generated.userId, conversationId: generated.conversationId };
-    expect(await new ReplyFinalizer(f.db.store, f.cache, f.broker, logger).finalize(generated.id, { status: 'COMPLETE', finishReason: 'stop' }, local)).toBe(true);
+    expect(await new ReplyFinalizer(f.db.store, f.cache, f.broker, logger, noEvents).finalize(generated.id, { status: 'COMPLETE', finishReason: 'stop' }, local)).toBe(true);
     expect((await rowOf(f.db, generated.id))!.content).toBe('everything it generated');
     expect(wellFormed(await f.broker.read(generated.id, 0)).content).toBe('everything it generated');
 
     // Nothing saved, nothing logged: the terminal event alone, at seq 0.
     const empty = await streamingReply(f.db, f.broker);
-    expect(await new ReplyFinalizer(f.db.store, f.cache, f.broker, logger).finalize(empty.id, { status: 'STOPPED' })).toBe(true);
+    expect(await new ReplyFinalizer(f.db.store, f.cache, f.broker, logger, noEvents).finalize(empty.id, { status: 'STOPPED' })).toBe(true);
     expect(await f.broker.read(empty.id, 0)).toEqual([{ seq: 0, delta: '', done: true, status: 'STOPPED', error: null }]);
     expect((await rowOf(f.db, empty.id))!.content).toBe('');
   });
@@ -280,7 +282,7 @@ describe('ReplyFinalizer: one winner', () => {
         { outcome: { status: 'STOPPED' } },
         { outcome: { status: 'INTERRUPTED', error: 'orphan' } },
       ]);
-      const results = await Promise.all(calls.map(({ outcome, local }) => new ReplyFinalizer(f.db.store, f.cache, f.broker, logger).finalize(reply.id, outcome, local)));
+      const results = await Promise.all(calls.map(({ outcome, local }) => new ReplyFinalizer(f.db.store, f.cache, f.broker, logger, noEvents).finalize(reply.id, outcome, local)));
       expect(results.filter(Boolean)).toHaveLength(1);
       const status = calls[results.indexOf(true)]!.outcome.status;
       const log = await f.broker.read(reply.id, 0);
@@ -304,7 +306,7 @@ describe('ReplyFinalizer: one winner', () => {
         { outcome: { status: 'STOPPED' } },
       ];
       if (round % 2) calls.reverse();
-      const settled = await Promise.allSettled(calls.map(({ outcome, local }) => new ReplyFinalizer(store, f.cache, broken, logger).finalize(reply.id, outcome, local)));
+      const settled = await Promise.allSettled(calls.map(({ outcome, local }) => new ReplyFinalizer(store, f.cache, broken, logger, noEvents).finalize(reply.id, outcome, local)));
       expect(settled.map((s) => s.status)).toEqual(['fulfilled', 'fulfilled']);
       const results = settled.map((s) => (s as PromiseFulfilledResult<boolean>).value);
       expect(results.filter(Boolean)).toHaveLength(1);
@@ -326,11 +328,11 @@ describe('ReplyFinalizer: one winner', () => {
     const deltas = ['seen ', 'live'];
     const reply = await streamingReply(f.db, f.broker, { deltas, checkpoint: 'seen live' });
     // During the outage: the conditional update alone ends it.
-    expect(await new ReplyFinalizer(f.db.store, f.cache, new SealFailingBroker(f.broker), logger).finalize(reply.id, { status: 'STOPPED' })).toBe(true);
+    expect(await new ReplyFinalizer(f.db.store, f.cache, new SealFailingBroker(f.broker), logger, noEvents).finalize(reply.id, { status: 'STOPPED' })).toBe(true);
     const ended = (await rowOf(f.db, reply.id))!;
     expect(ended.status).toBe('STOPPED');
     // Back: another party (recovery, a stop elsewhere) tries to end it too.
-    expect(await new ReplyFinalizer(f.db.store, f.cache, f.broker, logger).finalize(reply.id, { status: 'INTERRUPTED', error: INTERRUPTED_ERROR })).toBe(false);
+    expect(await new ReplyFinalizer(f.db.store, f.cache, f.broker, logger, noEvents).finalize(reply.id, { status: 'INTERRUPTED', error: INTERRUPTED_ERROR })).toBe(false);
     expect(await rowOf(f.db, reply.id)).toEqual(ended);
     const { content, terminal } = wellFormed(await f.broker.read(reply.id, 0));
     expect(content).toBe(deltas.join(''));
@@ -546,21 +548,21 @@ describe('LeaseKeeper: recovery racing live generations and other instances', ()
       expect(instances.flatMap(({ finalizer }) => finalizer.calls.filter((c) => c.messageId === live.id))).toEqual([]);
       expect(await f.db.store.orphanedReplies(false, 100)).toEqual([]);
       // Clean up the live one for the next round.
-      expect(await new ReplyFinalizer(f.db.store, f.cache, f.broker, logger).finalize(live.id, { status: 'STOPPED' })).toBe(true);
+      expect(await new ReplyFinalizer(f.db.store, f.cache, f.broker, logger, noEvents).finalize(live.id, { status: 'STOPPED' })).toBe(true);
     }
   });
 });
 
 /** The store, with saveReplyEnd failing while `fails(messageId, end)` says so. */
-function failingStore(store: Store, fails: (messageId: string, end: Parameters<Store['saveReplyEnd']>[1]) => boolean): { store: Store; attempts: { messageId: string; status: string; content: string }[] } {
+function failingStore(store: Store, fails: (messageId: string, end: Parameters<Store['saveReplyEnd']>[2]) => boolean): { store: Store; attempts: { messageId: string; status: string; content: string }[] } {
   const attempts: { messageId: string; status: string; content: string }[] = [];
   const wrapped = new Proxy(store, {
     get(target, prop, receiver) {
       if (prop === 'saveReplyEnd') {
-        return async (messageId: string, end: Parameters<Store['saveReplyEnd']>[1]) => {
+        return async (messageId: string, conversationId: string, end: Parameters<Store['saveReplyEnd']>[2]) => {
           attempts.push({ messageId, status: end.status, content: end.content });
           if (fails(messageId, end)) throw new Error('invalid byte sequence for encoding "UTF8": 0x00');
-          return target.saveReplyEnd(messageId, end);
+          return target.saveReplyEnd(messageId, conversationId, end);
         };
       }
       const value = Reflect.get(target, prop, receiver);
@@ -578,7 +580,7 @@ describe('ReplyFinalizer: an end that cannot be saved never leaves a reply STREA
     const reply = await streamingReply(f.db, f.broker, { deltas: [long, ' and more'] });
     // Only the full end fails, as a row the database refuses would.
     const { store, attempts } = failingStore(f.db.store, (_, end) => end.status !== 'FAILED');
-    expect(await new ReplyFinalizer(store, f.cache, f.broker, logger).finalize(reply.id, { status: 'COMPLETE', finishReason: 'stop', model: 'm' })).toBe(true);
+    expect(await new ReplyFinalizer(store, f.cache, f.broker, logger, noEvents).finalize(reply.id, { status: 'COMPLETE', finishReason: 'stop', model: 'm' })).toBe(true);
     expect(attempts.map((a) => a.status)).toEqual(['COMPLETE', 'FAILED']);
     const row = (await rowOf(f.db, reply.id))!;
     expect(row).toMatchObject({ status: 'FAILED', error: 'the reply could not be saved in full', finishReason: null, leaseExpiresAt: null });
@@ -590,10 +592,10 @@ describe('ReplyFinalizer: an end that cannot be saved never leaves a reply STREA
   it('when no save works, finalize throws and lifts its seal: the next ender wins and the log still ends once', async () => {
     const reply = await streamingReply(f.db, f.broker, { deltas: ['half ', 'a reply'] });
     const { store } = failingStore(f.db.store, () => true);
-    await expect(new ReplyFinalizer(store, f.cache, f.broker, logger).finalize(reply.id, { status: 'COMPLETE' })).rejects.toThrow(/invalid byte sequence/);
+    await expect(new ReplyFinalizer(store, f.cache, f.broker, logger, noEvents).finalize(reply.id, { status: 'COMPLETE' })).rejects.toThrow(/invalid byte sequence/);
     expect((await rowOf(f.db, reply.id))!.status).toBe('STREAMING');
     // Without the release, this seal would be refused and the reply would stay STREAMING.
-    expect(await new ReplyFinalizer(f.db.store, f.cache, f.broker, logger).finalize(reply.id, { status: 'INTERRUPTED', error: INTERRUPTED_ERROR })).toBe(true);
+    expect(await new ReplyFinalizer(f.db.store, f.cache, f.broker, logger, noEvents).finalize(reply.id, { status: 'INTERRUPTED', error: INTERRUPTED_ERROR })).toBe(true);
     expect((await rowOf(f.db, reply.id))!).toMatchObject({ status: 'INTERRUPTED', content: 'half a reply' });
     const { content, terminal } = wellFormed(await f.broker.read(reply.id, 0));
     expect(content).toBe('half a reply');
@@ -603,7 +605,7 @@ describe('ReplyFinalizer: an end that cannot be saved never leaves a reply STREA
   it('the log is read back as untrusted text: NUL and lone surrogates are saved as U+FFFD, a non-string delta as nothing', async () => {
     const reply = await streamingReply(f.db, f.broker, { deltas: ['a\u0000b', 'c\ud800', 'd'] });
     await f.broker.append(reply.id, { seq: 3, delta: { not: 'text' } as unknown as string, done: false, status: 'STREAMING' });
-    expect(await new ReplyFinalizer(f.db.store, f.cache, f.broker, logger).finalize(reply.id, { status: 'COMPLETE', finishReason: 'f'.repeat(500), model: 'm'.repeat(900), promptTokens: 2 ** 40, completionTokens: 1.5 })).toBe(true);
+    expect(await new ReplyFinalizer(f.db.store, f.cache, f.broker, logger, noEvents).finalize(reply.id, { status: 'COMPLETE', finishReason: 'f'.repeat(500), model: 'm'.repeat(900), promptTokens: 2 ** 40, completionTokens: 1.5 })).toBe(true);
     expect((await rowOf(f.db, reply.id))!).toMatchObject({
       content: 'a\uFFFDbc\uFFFDd',
       finishReason: 'f'.repeat(64),
@@ -617,7 +619,7 @@ describe('ReplyFinalizer: an end that cannot be saved never leaves a reply STREA
     const cases: [number, number | null][] = [[0, 0], [2 ** 31 - 1, 2 ** 31 - 1], [2 ** 31, null], [-1, null], [-0.5, null], [7.5, null]];
     for (const [given, kept] of cases) {
       const reply = await streamingReply(f.db, f.broker, { deltas: ['t'] });
-      expect(await new ReplyFinalizer(f.db.store, f.cache, f.broker, logger).finalize(reply.id, { status: 'COMPLETE', promptTokens: given, completionTokens: given })).toBe(true);
+      expect(await new ReplyFinalizer(f.db.store, f.cache, f.broker, logger, noEvents).finalize(reply.id, { status: 'COMPLETE', promptTokens: given, completionTokens: given })).toBe(true);
       // A completion count that is not kept is saved as 0 (the column is required).
       expect((await rowOf(f.db, reply.id))!, String(given)).toMatchObject({ promptTokens: kept, completionTokens: kept ?? 0 });
     }
@@ -629,7 +631,7 @@ describe('ReplyFinalizer: an end that cannot be saved never leaves a reply STREA
     let healed = false;
     const { store } = failingStore(f.db.store, (id) => id === broken && !healed);
     const running = new Map<string, Generation>();
-    const keeper = new LeaseKeeper(store, f.cache, new ReplyFinalizer(store, f.cache, f.broker, logger), running, 1000, logger);
+    const keeper = new LeaseKeeper(store, f.cache, new ReplyFinalizer(store, f.cache, f.broker, logger, noEvents), running, 1000, logger);
     await keeper.recover(false);
     const statuses = async () => Promise.all(orphans.map(async (o) => (await rowOf(f.db, o.id))!.status));
     expect(await statuses()).toEqual(['INTERRUPTED', 'STREAMING', 'INTERRUPTED']);

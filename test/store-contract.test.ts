@@ -20,11 +20,26 @@ describe.each(ADAPTERS)('the store contract, $name', ({ provider, make }) => {
     store = make(db);
   });
 
+  // The writes as rows and counts; their event seqs have a contract of their own below.
+  const create = async (...args: Parameters<ContractStore['createConversation']>) => (await store.createConversation(...args)).conversation;
+  const append = async (...args: Parameters<ContractStore['appendMessage']>) => (await store.appendMessage(...args)).message;
+  const update = async (...args: Parameters<ContractStore['updateConversation']>) => (await store.updateConversation(...args))?.conversation ?? null;
+  const remove = async (...args: Parameters<ContractStore['deleteConversation']>) => (await store.deleteConversation(...args)) !== null;
+  const clear = async (...args: Parameters<ContractStore['clearMessages']>) => (await store.clearMessages(...args))?.count ?? null;
+  const send = async (...args: Parameters<ContractStore['saveExchange']>) => {
+    const { conversationSeq: _c, viewerSeq: _v, ...saved } = await store.saveExchange(...args);
+    return saved;
+  };
+  const endReply = async (messageId: string, end: Parameters<ContractStore['saveReplyEnd']>[2]) => {
+    const row = await db.prisma.message.findUnique({ where: { id: messageId }, select: { conversationId: true } });
+    return (await store.saveReplyEnd(messageId, row?.conversationId ?? uuid7(), end)).count;
+  };
+
   /** A conversation of `userId` with one message per content, appended in order (seq 1, 2, ...). */
   const conversationWith = async (userId: string, contents: string[]) => {
-    const conversation = await store.createConversation(userId, null);
+    const conversation = await create(userId, null);
     const messages: Message[] = [];
-    for (const content of contents) messages.push(await store.appendMessage(userId, conversation.id, { role: 'USER', content, tokenCount: content.length, metadata: { tag: content, list: [1, 'two', null] } }));
+    for (const content of contents) messages.push(await append(userId, conversation.id, { role: 'USER', content, tokenCount: content.length, metadata: { tag: content, list: [1, 'two', null] } }));
     return { conversation, messages };
   };
 
@@ -32,41 +47,41 @@ describe.each(ADAPTERS)('the store contract, $name', ({ provider, make }) => {
     it("creates, finds and updates the owner's conversation, and nobody else's", async () => {
       const owner = newUser();
       const intruder = intruderOf(owner);
-      const created = await store.createConversation(owner, 'Trip');
+      const created = await create(owner, 'Trip');
       expect(created).toMatchObject({ userId: owner, title: 'Trip', archived: false, lastSeq: 0 });
       expect(await store.findConversation(owner, created.id)).toEqual(created);
       expect(await store.findConversation(owner, created.id, { select: { id: true, title: true } })).toEqual({ id: created.id, title: 'Trip' });
       expect(await store.findConversation(intruder, created.id)).toBeNull();
       expect(await store.findConversation(owner, uuid7())).toBeNull();
 
-      const updated = await store.updateConversation(owner, created.id, { title: 'Lisbon', archived: true });
-      expect(updated).toEqual({ ...created, title: 'Lisbon', archived: true, updatedAt: expect.any(Date) });
+      const updated = await update(owner, created.id, { title: 'Lisbon', archived: true });
+      expect(updated).toEqual({ ...created, title: 'Lisbon', archived: true, lastEventSeq: 0, updatedAt: expect.any(Date) });
       expect(updated!.updatedAt.getTime()).toBeGreaterThanOrEqual(created.updatedAt.getTime());
       expect(await store.findConversation(owner, created.id)).toEqual(updated);
-      const cleared = await store.updateConversation(owner, created.id, { title: null });
+      const cleared = await update(owner, created.id, { title: null });
       expect(cleared).toMatchObject({ id: created.id, title: null, archived: true });
 
-      expect(await store.updateConversation(intruder, created.id, { title: 'Mine now', archived: false })).toBeNull();
-      expect(await store.updateConversation(owner, uuid7(), { title: 'Nowhere' })).toBeNull();
+      expect(await update(intruder, created.id, { title: 'Mine now', archived: false })).toBeNull();
+      expect(await update(owner, uuid7(), { title: 'Nowhere' })).toBeNull();
       expect(await store.findConversation(owner, created.id)).toEqual(cleared);
     });
 
     it('deletes a conversation with its messages, for its owner only', async () => {
       const owner = newUser();
       const { conversation, messages } = await conversationWith(owner, ['one', 'two']);
-      expect(await store.deleteConversation(intruderOf(owner), conversation.id)).toBe(false);
+      expect(await remove(intruderOf(owner), conversation.id)).toBe(false);
       expect(await store.findMessage(owner, messages[0]!.id)).toEqual(messages[0]);
-      expect(await store.deleteConversation(owner, conversation.id)).toBe(true);
+      expect(await remove(owner, conversation.id)).toBe(true);
       expect(await store.findConversation(owner, conversation.id)).toBeNull();
       expect(await store.findMessage(owner, messages[1]!.id)).toBeNull();
       expect(await db.prisma.message.count({ where: { conversationId: conversation.id } })).toBe(0);
-      expect(await store.deleteConversation(owner, conversation.id)).toBe(false);
-      expect(await store.deleteConversation(owner, uuid7())).toBe(false);
+      expect(await remove(owner, conversation.id)).toBe(false);
+      expect(await remove(owner, uuid7())).toBe(false);
     });
 
     it('titles an untitled conversation once', async () => {
       const owner = newUser();
-      const [untitled, titled] = [await store.createConversation(owner, null), await store.createConversation(owner, 'Kept')];
+      const [untitled, titled] = [await create(owner, null), await create(owner, 'Kept')];
       for (const title of ['First', 'Second']) await store.setTitleIfUntitled(untitled.id, title);
       await store.setTitleIfUntitled(titled.id, 'Other');
       expect((await store.findConversation(owner, untitled.id))?.title).toBe('First');
@@ -79,10 +94,10 @@ describe.each(ADAPTERS)('the store contract, $name', ({ provider, make }) => {
       // Ties at offsets 0 and 1: there the id decides.
       const rows: Conversation[] = [];
       for (const [i, offset] of [0, 0, 1, 1, 2, 3].entries()) {
-        const { id } = await store.createConversation(owner, `c${i}`);
+        const { id } = await create(owner, `c${i}`);
         rows.push(await db.prisma.conversation.update({ where: { id }, data: { updatedAt: new Date(base + offset * 1000) } }));
       }
-      const foreign = await store.createConversation(intruderOf(owner), 'foreign');
+      const foreign = await create(intruderOf(owner), 'foreign');
       await db.prisma.conversation.update({ where: { id: foreign.id }, data: { updatedAt: new Date(base + 1500) } });
       const ordered = [...rows].sort((a, b) => b.updatedAt.getTime() - a.updatedAt.getTime() || (a.id < b.id ? 1 : -1));
       const t = ordered.map((c) => c.title);
@@ -107,7 +122,7 @@ describe.each(ADAPTERS)('the store contract, $name', ({ provider, make }) => {
 
       const all = { limit: 10, fromEnd: false };
       expect(await store.listConversations(owner, null, all)).toEqual(ordered);
-      await store.updateConversation(owner, ordered[1]!.id, { archived: true });
+      await update(owner, ordered[1]!.id, { archived: true });
       const rest = t.filter((_, i) => i !== 1);
       expect(await list(all, true)).toEqual([t[1]]);
       expect(await list(all, false)).toEqual(rest);
@@ -120,9 +135,9 @@ describe.each(ADAPTERS)('the store contract, $name', ({ provider, make }) => {
     it('appends with seq 1, 2, 3, starting a conversation when given none', async () => {
       const owner = newUser();
       const metadata = { nested: { list: [1, 'two', null], quote: '"\\' } };
-      const first = await store.appendMessage(owner, null, { role: 'SYSTEM', content: 'one', tokenCount: null, metadata });
-      const second = await store.appendMessage(owner, first.conversationId, { role: 'USER', content: 'two', tokenCount: 3 });
-      const third = await store.appendMessage(owner, first.conversationId, { role: 'ASSISTANT', content: 'three', tokenCount: 4 });
+      const first = await append(owner, null, { role: 'SYSTEM', content: 'one', tokenCount: null, metadata });
+      const second = await append(owner, first.conversationId, { role: 'USER', content: 'two', tokenCount: 3 });
+      const third = await append(owner, first.conversationId, { role: 'ASSISTANT', content: 'three', tokenCount: 4 });
       expect([first, second, third].map(plain)).toEqual([
         message({ seq: 1, role: 'SYSTEM', content: 'one', metadata }),
         message({ seq: 2, role: 'USER', content: 'two', tokenCount: 3 }),
@@ -136,7 +151,7 @@ describe.each(ADAPTERS)('the store contract, $name', ({ provider, make }) => {
     it('gives 10 concurrent appends distinct seqs', async () => {
       const owner = newUser();
       const { conversation } = await conversationWith(owner, ['a', 'b']);
-      const appended = await Promise.all(range(1, 10).map((i) => store.appendMessage(owner, conversation.id, { role: 'USER', content: `m${i}`, tokenCount: 1 })));
+      const appended = await Promise.all(range(1, 10).map((i) => append(owner, conversation.id, { role: 'USER', content: `m${i}`, tokenCount: 1 })));
       expect(appended.map((m) => m.seq).sort((a, b) => a - b)).toEqual(range(3, 12));
       expect((await store.findConversation(owner, conversation.id))?.lastSeq).toBe(12);
       expect((await store.recentMessages(owner, conversation.id, 20))!.map((m) => m.seq)).toEqual(range(1, 12));
@@ -147,7 +162,7 @@ describe.each(ADAPTERS)('the store contract, $name', ({ provider, make }) => {
       const { conversation, messages } = await conversationWith(owner, ['mine']);
       const before = await store.findConversation(owner, conversation.id);
       for (const [userId, id] of [[intruderOf(owner), conversation.id], [owner, uuid7()]] as const) {
-        await expect(store.appendMessage(userId, id, { role: 'USER', content: 'sneaky', tokenCount: 1 })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+        await expect(append(userId, id, { role: 'USER', content: 'sneaky', tokenCount: 1 })).rejects.toMatchObject({ code: 'NOT_FOUND' });
       }
       expect(await store.findConversation(owner, conversation.id)).toEqual(before);
       expect(await store.recentMessages(owner, conversation.id, 10)).toEqual(messages);
@@ -157,8 +172,8 @@ describe.each(ADAPTERS)('the store contract, $name', ({ provider, make }) => {
       const owner = newUser();
       const intruder = intruderOf(owner);
       const { conversation, messages: [m1, m2] } = await conversationWith(owner, ['one', 'two']);
-      const { userMessage: m3, assistantMessage: m4 } = await store.saveExchange(exchange(owner, conversation.id, { content: 'three' }));
-      const empty = await store.createConversation(owner, null);
+      const { userMessage: m3, assistantMessage: m4 } = await send(exchange(owner, conversation.id, { content: 'three' }));
+      const empty = await create(owner, null);
       const { conversation: foreign } = await conversationWith(intruder, ['theirs']);
       const id = conversation.id;
 
@@ -193,12 +208,12 @@ describe.each(ADAPTERS)('the store contract, $name', ({ provider, make }) => {
     it('clears the messages of the owner only', async () => {
       const owner = newUser();
       const { conversation, messages } = await conversationWith(owner, ['one', 'two', 'three']);
-      expect(await store.clearMessages(intruderOf(owner), conversation.id)).toBeNull();
-      expect(await store.clearMessages(owner, uuid7())).toBeNull();
+      expect(await clear(intruderOf(owner), conversation.id)).toBeNull();
+      expect(await clear(owner, uuid7())).toBeNull();
       expect(await store.recentMessages(owner, conversation.id, 10)).toEqual(messages);
-      expect(await store.clearMessages(owner, conversation.id)).toBe(3);
+      expect(await clear(owner, conversation.id)).toBe(3);
       expect(await store.recentMessages(owner, conversation.id, 10)).toEqual([]);
-      expect(await store.clearMessages(owner, conversation.id)).toBe(0);
+      expect(await clear(owner, conversation.id)).toBe(0);
     });
   });
 
@@ -210,10 +225,10 @@ describe.each(ADAPTERS)('the store contract, $name', ({ provider, make }) => {
     let full: Map<string, Message>;
     beforeAll(async () => {
       ids.a = (await conversationWith(owner, ['a1', 'a2', 'a3'])).conversation.id;
-      const saved = await store.saveExchange(exchange(owner, ids.a, { content: 'a4', clientMessageId: newKey() }));
-      await store.saveReplyEnd(saved.assistantMessage.id, { ...ENDED, content: 'a5' });
+      const saved = await send(exchange(owner, ids.a, { content: 'a4', clientMessageId: newKey() }));
+      await endReply(saved.assistantMessage.id, { ...ENDED, content: 'a5' });
       ids.b = (await conversationWith(owner, ['b1', 'b2', 'b3'])).conversation.id;
-      ids.c = (await store.createConversation(owner, null)).id;
+      ids.c = (await create(owner, null)).id;
       ids.f = (await conversationWith(intruder, ['f1', 'f2'])).conversation.id;
       full = new Map((await db.prisma.message.findMany({ where: { conversationId: { in: Object.values(ids) } } })).map((m) => [m.id, m]));
     });
@@ -301,7 +316,7 @@ describe.each(ADAPTERS)('the store contract, $name', ({ provider, make }) => {
       const [owner, key] = [newUser(), newKey()];
       const { conversation } = await conversationWith(owner, ['one', 'two', 'three']);
       const before = Date.now();
-      const saved = await store.saveExchange(exchange(owner, conversation.id, { content: 'four', tokenCount: 5, clientMessageId: key, settings: Promise.resolve({ model: 'model-b', presetId: null }), leaseMs: 30_000 }));
+      const saved = await send(exchange(owner, conversation.id, { content: 'four', tokenCount: 5, clientMessageId: key, settings: Promise.resolve({ model: 'model-b', presetId: null }), leaseMs: 30_000 }));
       const after = Date.now();
       expect(plain(saved.userMessage)).toEqual(message({ seq: 4, role: 'USER', content: 'four', tokenCount: 5, clientMessageId: key }));
       expect(plain(saved.assistantMessage)).toEqual(message({ seq: 5, role: 'ASSISTANT', content: '', status: 'STREAMING', model: 'model-b', metadata: { presetId: null }, leased: true }));
@@ -319,7 +334,7 @@ describe.each(ADAPTERS)('the store contract, $name', ({ provider, make }) => {
 
     it('starts a new conversation at seq 1, 2', async () => {
       const owner = newUser();
-      const saved = await store.saveExchange(exchange(owner, null));
+      const saved = await send(exchange(owner, null));
       expect([saved.userMessage.seq, saved.assistantMessage.seq]).toEqual([1, 2]);
       expect(saved.conversation).toMatchObject({ userId: owner, title: null, archived: false, lastSeq: 2 });
       expect(saved.conversation).toEqual(await store.findConversation(owner, saved.conversation.id));
@@ -329,7 +344,7 @@ describe.each(ADAPTERS)('the store contract, $name', ({ provider, make }) => {
     it('never gives 10 concurrent exchanges to one conversation a shared seq', async () => {
       const owner = newUser();
       const { conversation } = await conversationWith(owner, []);
-      const saved = await Promise.all(range(1, 10).map((i) => store.saveExchange(exchange(owner, conversation.id, { content: `q${i}` }))));
+      const saved = await Promise.all(range(1, 10).map((i) => send(exchange(owner, conversation.id, { content: `q${i}` }))));
       expect(saved.flatMap((s) => [s.userMessage.seq, s.assistantMessage.seq]).sort((a, b) => a - b)).toEqual(range(1, 20));
       expect(saved.map((s) => [s.assistantMessage.seq - s.userMessage.seq, s.conversation.lastSeq - s.assistantMessage.seq])).toEqual(Array(10).fill([1, 0]));
       expect((await store.findConversation(owner, conversation.id))?.lastSeq).toBe(20);
@@ -337,19 +352,19 @@ describe.each(ADAPTERS)('the store contract, $name', ({ provider, make }) => {
 
     it('rejects a clientMessageId the user already used and writes nothing; other users and other keys may use it', async () => {
       const [owner, key] = [newUser(), newKey()];
-      const first = await store.saveExchange(exchange(owner, null, { clientMessageId: key }));
+      const first = await send(exchange(owner, null, { clientMessageId: key }));
       const id = first.conversation.id;
       for (const conversationId of [id, null]) {
-        await expect(store.saveExchange(exchange(owner, conversationId, { clientMessageId: key, content: 'again' }))).rejects.toMatchObject({ name: 'DuplicateKeyError', key: 'clientMessageId' });
+        await expect(send(exchange(owner, conversationId, { clientMessageId: key, content: 'again' }))).rejects.toMatchObject({ name: 'DuplicateKeyError', key: 'clientMessageId' });
       }
       expect(await store.findConversation(owner, id)).toEqual(first.conversation);
       expect(await store.recentMessages(owner, id, 10)).toEqual([first.userMessage, first.assistantMessage]);
       expect(await store.listConversations(owner, null, { limit: 10, fromEnd: false })).toEqual([first.conversation]);
       expect(await store.findExchange(owner, key)).toEqual(first);
 
-      const theirs = await store.saveExchange(exchange(intruderOf(owner), null, { clientMessageId: key }));
+      const theirs = await send(exchange(intruderOf(owner), null, { clientMessageId: key }));
       expect(await store.findExchange(intruderOf(owner), key)).toEqual(theirs);
-      const otherCase = await store.saveExchange(exchange(owner, id, { clientMessageId: key.toUpperCase() }));
+      const otherCase = await send(exchange(owner, id, { clientMessageId: key.toUpperCase() }));
       expect([otherCase.userMessage.seq, otherCase.userMessage.clientMessageId]).toEqual([3, key.toUpperCase()]);
       expect(await store.findExchange(owner, key)).toMatchObject({ userMessage: first.userMessage, assistantMessage: first.assistantMessage });
     });
@@ -359,7 +374,7 @@ describe.each(ADAPTERS)('the store contract, $name', ({ provider, make }) => {
       const { conversation, messages } = await conversationWith(owner, ['mine']);
       const before = await store.findConversation(owner, conversation.id);
       for (const [userId, id] of [[intruderOf(owner), conversation.id], [owner, uuid7()]] as const) {
-        await expect(store.saveExchange(exchange(userId, id, { clientMessageId: key }))).rejects.toMatchObject({ code: 'NOT_FOUND' });
+        await expect(send(exchange(userId, id, { clientMessageId: key }))).rejects.toMatchObject({ code: 'NOT_FOUND' });
       }
       expect(await store.findConversation(owner, conversation.id)).toEqual(before);
       expect(await store.recentMessages(owner, conversation.id, 10)).toEqual(messages);
@@ -370,8 +385,8 @@ describe.each(ADAPTERS)('the store contract, $name', ({ provider, make }) => {
   describe('replies', () => {
     it('checkpoints and ends a STREAMING reply once; an end without model, metadata or prompt tokens keeps the saved ones', async () => {
       const owner = newUser();
-      const { assistantMessage: reply } = await store.saveExchange(exchange(owner, null));
-      const { assistantMessage: bare } = await store.saveExchange(exchange(owner, reply.conversationId));
+      const { assistantMessage: reply } = await send(exchange(owner, null));
+      const { assistantMessage: bare } = await send(exchange(owner, reply.conversationId));
       await store.checkpointReply(reply.id, 'partial');
       const streaming = { status: 'STREAMING', error: null, content: 'partial' };
       expect([await store.replyState(owner, reply.id), await store.replyStateById(reply.id)]).toEqual([streaming, streaming]);
@@ -379,28 +394,28 @@ describe.each(ADAPTERS)('the store contract, $name', ({ provider, make }) => {
       expect(await store.replyState(intruderOf(owner), reply.id)).toBeNull();
       for (const missing of [store.replyState(owner, uuid7()), store.replyStateById(uuid7()), store.replyOwner(uuid7())]) expect(await missing).toBeNull();
 
-      expect(await store.saveReplyEnd(reply.id, ENDED)).toBe(1);
+      expect(await endReply(reply.id, ENDED)).toBe(1);
       const ended = (await store.findMessage(owner, reply.id))!;
       expect(plain(ended)).toEqual(message({ seq: 2, role: 'ASSISTANT', content: 'All done', status: 'COMPLETE', finishReason: 'stop', model: 'model-z', metadata: ENDED.metadata, promptTokens: 42, completionTokens: 7 }));
       // Once ended, neither another end nor a checkpoint changes anything.
-      expect(await store.saveReplyEnd(reply.id, { ...NULL_END, content: 'late' })).toBe(0);
+      expect(await endReply(reply.id, { ...NULL_END, content: 'late' })).toBe(0);
       await store.checkpointReply(reply.id, 'late checkpoint');
       expect(await store.findMessage(owner, reply.id)).toEqual(ended);
       expect(await store.replyState(owner, reply.id)).toEqual({ status: 'COMPLETE', error: null, content: 'All done' });
 
       await store.saveReplyPrompt(bare.id, { presetId: 'preset-p', context: { includedMessages: 2 } }, 11);
-      expect(await store.saveReplyEnd(bare.id, NULL_END)).toBe(1);
+      expect(await endReply(bare.id, NULL_END)).toBe(1);
       expect(plain((await store.findMessage(owner, bare.id))!)).toEqual(
         message({ seq: 4, role: 'ASSISTANT', content: 'half', status: 'FAILED', error: 'boom', model: 'model-a', metadata: { presetId: 'preset-p', context: { includedMessages: 2 } }, promptTokens: 11, completionTokens: 0 }),
       );
       expect(await store.replyStateById(bare.id)).toEqual({ status: 'FAILED', error: 'boom', content: 'half' });
-      expect(await store.saveReplyEnd(uuid7(), ENDED)).toBe(0);
+      expect(await endReply(uuid7(), ENDED)).toBe(0);
     });
 
     it('saves the prompt of a reply someone else ended', async () => {
       const owner = newUser();
-      const { assistantMessage: reply } = await store.saveExchange(exchange(owner, null));
-      expect(await store.saveReplyEnd(reply.id, { ...NULL_END, status: 'STOPPED', error: null })).toBe(1);
+      const { assistantMessage: reply } = await send(exchange(owner, null));
+      expect(await endReply(reply.id, { ...NULL_END, status: 'STOPPED', error: null })).toBe(1);
       await store.saveReplyPrompt(reply.id, { presetId: 'preset-a', context: { includedMessages: 1, omittedMessageIds: [] } }, 99);
       expect(plain((await store.findMessage(owner, reply.id))!)).toEqual(
         message({ seq: 2, role: 'ASSISTANT', content: 'half', status: 'STOPPED', model: 'model-a', metadata: { presetId: 'preset-a', context: { includedMessages: 1, omittedMessageIds: [] } }, promptTokens: 99, completionTokens: 0 }),
@@ -409,10 +424,10 @@ describe.each(ADAPTERS)('the store contract, $name', ({ provider, make }) => {
 
     it('renews the leases of STREAMING replies only, and finds the orphans among them', async () => {
       const owner = newUser();
-      const live = (await store.saveExchange(exchange(owner, null))).assistantMessage;
-      const stale = (await store.saveExchange(exchange(owner, live.conversationId))).assistantMessage;
-      const ended = (await store.saveExchange(exchange(owner, live.conversationId))).assistantMessage;
-      expect(await store.saveReplyEnd(ended.id, ENDED)).toBe(1);
+      const live = (await send(exchange(owner, null))).assistantMessage;
+      const stale = (await send(exchange(owner, live.conversationId))).assistantMessage;
+      const ended = (await send(exchange(owner, live.conversationId))).assistantMessage;
+      expect(await endReply(ended.id, ENDED)).toBe(1);
       const leaseOf = async (id: string) => (await store.findMessage(owner, id))?.leaseExpiresAt;
       const past = new Date(Date.now() - 60_000);
       await store.renewLeases([stale.id, ended.id], past);
@@ -438,10 +453,75 @@ describe.each(ADAPTERS)('the store contract, $name', ({ provider, make }) => {
 
     it('forgets a reply whose conversation was deleted', async () => {
       const owner = newUser();
-      const { assistantMessage: reply } = await store.saveExchange(exchange(owner, null));
-      expect(await store.deleteConversation(owner, reply.conversationId)).toBe(true);
+      const { assistantMessage: reply } = await send(exchange(owner, null));
+      expect(await remove(owner, reply.conversationId)).toBe(true);
       expect([await store.replyStateById(reply.id), await store.replyOwner(reply.id), await store.replyState(owner, reply.id)]).toEqual([null, null, null]);
       expect(await store.orphanedReplies(true, 10_000)).not.toContain(reply.id);
+    });
+  });
+
+  describe('event seqs', () => {
+    it('hands out each conversation and viewer seq once, gapless from 0, in the write that makes the change, for the owner only', async () => {
+      const owner = newUser();
+      const intruder = intruderOf(owner);
+      expect(await store.viewerEventSeq(owner)).toBe(-1);
+      const created = await store.createConversation(owner, null);
+      expect(created.viewerSeq).toBe(0);
+      expect(created.conversation.lastEventSeq).toBe(-1);
+      expect(await store.conversationEventSeq(owner, created.conversation.id)).toBe(-1);
+      expect(await store.conversationEventSeq(intruder, created.conversation.id)).toBeNull();
+      const id = created.conversation.id;
+      const appended = await store.appendMessage(owner, id, { role: 'USER', content: 'one', tokenCount: 1 });
+      expect(appended).toMatchObject({ conversationSeq: 0, viewerSeq: null });
+      const sent = await store.saveExchange(exchange(owner, id));
+      // Two messages, two events: the user message's seq is one before the assistant's.
+      expect(sent).toMatchObject({ conversationSeq: 2, viewerSeq: null });
+      expect(await store.saveReplyEnd(sent.assistantMessage.id, id, ENDED)).toEqual({ count: 1, eventSeq: 3 });
+      expect(await store.saveReplyEnd(sent.assistantMessage.id, id, ENDED)).toEqual({ count: 0, eventSeq: null });
+      // A reply of another conversation named with this one saves nothing and takes no seq.
+      const other = await store.saveExchange(exchange(owner, null));
+      expect(other).toMatchObject({ conversationSeq: 1, viewerSeq: 1 });
+      expect(await store.saveReplyEnd(other.assistantMessage.id, id, ENDED)).toEqual({ count: 0, eventSeq: null });
+      expect(await store.conversationEventSeq(owner, id)).toBe(3);
+      const updated = await store.updateConversation(owner, id, { title: 'Renamed' }, { select: { title: true } });
+      expect(updated).toEqual({ conversation: { title: 'Renamed' }, conversationSeq: 4, viewerSeq: 2 });
+      expect(await store.updateConversation(intruder, id, { title: 'Mine' })).toBeNull();
+      expect(await store.setTitleIfUntitled(id, 'Ignored')).toBeNull();
+      expect(await store.setTitleIfUntitled(other.conversation.id, 'Titled')).toEqual({ userId: owner, conversationSeq: 2, viewerSeq: 3 });
+      expect(await store.clearMessages(intruder, id)).toBeNull();
+      expect(await store.clearMessages(owner, id)).toEqual({ count: 3, conversationSeq: 5 });
+      const added = await store.appendMessage(owner, null, { role: 'SYSTEM', content: 'new', tokenCount: null }, { select: { role: true } });
+      // The id comes along whatever the selection, for the event to name it.
+      expect(added).toEqual({ message: { role: 'SYSTEM', id: expect.any(String), conversationId: expect.any(String) }, conversationSeq: 0, viewerSeq: 4 });
+      expect(await store.deleteConversation(intruder, id)).toBeNull();
+      expect(await store.deleteConversation(owner, id)).toEqual({ conversationSeq: 6, viewerSeq: 5 });
+      expect(await store.conversationEventSeq(owner, id)).toBeNull();
+      expect(await store.viewerEventSeq(owner)).toBe(5);
+      expect(await store.viewerEventSeq(intruder)).toBe(-1);
+    });
+
+    it('gives concurrent writers of one conversation and one user distinct, gapless seqs', async () => {
+      const owner = newUser();
+      const { conversation } = await store.createConversation(owner, null);
+      const results = await Promise.all([
+        ...range(1, 6).map((i) => store.appendMessage(owner, conversation.id, { role: 'USER', content: `m${i}`, tokenCount: 1 }).then((r) => [r.conversationSeq!])),
+        ...range(1, 4).map(() => store.saveExchange(exchange(owner, conversation.id)).then((r) => [r.conversationSeq! - 1, r.conversationSeq!])),
+        ...range(1, 3).map((i) => store.updateConversation(owner, conversation.id, { title: `t${i}` }).then((r) => [r!.conversationSeq!])),
+      ]);
+      expect(results.flat().sort((a, b) => a - b)).toEqual(range(0, 16));
+      const viewerSeqs = await Promise.all(range(1, 6).map(() => store.createConversation(owner, null).then((r) => r.viewerSeq)));
+      // 0 was the first conversation, 1-3 the title updates.
+      expect(viewerSeqs.sort((a, b) => a - b)).toEqual(range(4, 9));
+      expect(await store.viewerEventSeq(owner)).toBe(9);
+    });
+
+    it("lists a conversation's STREAMING messages, its owner's only", async () => {
+      const owner = newUser();
+      const first = await store.saveExchange(exchange(owner, null));
+      const second = await store.saveExchange(exchange(owner, first.conversation.id));
+      await store.saveReplyEnd(first.assistantMessage.id, first.conversation.id, ENDED);
+      expect((await store.generatingMessages(owner, first.conversation.id)).map((m) => m.id)).toEqual([second.assistantMessage.id]);
+      expect(await store.generatingMessages(intruderOf(owner), first.conversation.id)).toEqual([]);
     });
   });
 
@@ -468,12 +548,12 @@ describe.each(ADAPTERS)('the store contract, $name', ({ provider, make }) => {
     it('round-trips emoji, RTL, combining characters, quotes, $1 and backslashes exactly', async () => {
       const owner = newUser();
       const key = `${newKey()}-😀'"$1\\`;
-      const conversation = await store.createConversation(owner, TITLE);
-      const appended = await store.appendMessage(owner, conversation.id, { role: 'USER', content: TEXT, tokenCount: 1, metadata: { text: TEXT } });
-      const saved = await store.saveExchange(exchange(owner, conversation.id, { content: TEXT, clientMessageId: key }));
+      const conversation = await create(owner, TITLE);
+      const appended = await append(owner, conversation.id, { role: 'USER', content: TEXT, tokenCount: 1, metadata: { text: TEXT } });
+      const saved = await send(exchange(owner, conversation.id, { content: TEXT, clientMessageId: key }));
       await store.checkpointReply(saved.assistantMessage.id, TEXT);
       expect(await store.replyState(owner, saved.assistantMessage.id)).toEqual({ status: 'STREAMING', error: null, content: TEXT });
-      expect(await store.saveReplyEnd(saved.assistantMessage.id, { ...NULL_END, content: TEXT, error: TEXT, metadata: { text: TEXT } })).toBe(1);
+      expect(await endReply(saved.assistantMessage.id, { ...NULL_END, content: TEXT, error: TEXT, metadata: { text: TEXT } })).toBe(1);
 
       expect([appended.content, saved.userMessage.content, appended.metadata]).toEqual([TEXT, TEXT, { text: TEXT }]);
       const recent = (await store.recentMessages(owner, conversation.id, 10))!;

@@ -6,6 +6,7 @@ import { badInput, notFound } from '../errors.ts';
 import type { ModelClientOptions } from '../llm/model-client.ts';
 import type { Logger } from '../logger.ts';
 import { isStorableText } from '../services/input.ts';
+import type { EventPublisher } from '../services/live-events.ts';
 import type { UserConfigService } from '../services/user-config.ts';
 import type { Message } from '../store/rows.ts';
 import type { SavedExchange, Store } from '../store/store.ts';
@@ -48,10 +49,11 @@ export class ChatService {
     cache: HistoryCache,
     private readonly options: ChatOptions,
     private readonly logger: Logger,
+    events: EventPublisher,
   ) {
-    this.sender = new ExchangeSender(store, userConfigs, cache, options);
-    this.finalizer = new ReplyFinalizer(store, cache, broker, logger);
-    const titles = new TitleWriter(store, options.model, this.closing.signal, logger);
+    this.sender = new ExchangeSender(store, userConfigs, cache, options, events);
+    this.finalizer = new ReplyFinalizer(store, cache, broker, logger, events);
+    const titles = new TitleWriter(store, options.model, this.closing.signal, logger, events);
     const flushes = new FlushScheduler(options.flushMs);
     this.generations = new Generations({ store, cache, broker, finalizer: this.finalizer, flushes, titles, logger }, options);
     this.leases = new LeaseKeeper(store, cache, this.finalizer, this.generations.running, options.leaseMs, logger);

@@ -7,7 +7,8 @@ import { countTokens } from '../llm/tokens.ts';
 import type { Logger } from '../logger.ts';
 import type { FinalStatus } from '../model.ts';
 import type { JsonObject } from '../store/rows.ts';
-import type { ReplyEnd, Store } from '../store/store.ts';
+import type { EventPublisher } from '../services/live-events.ts';
+import type { ReplyEnd, SavedReplyEnd, Store } from '../store/store.ts';
 import type { SealResult, StreamBroker, StreamEvent } from '../streaming/events.ts';
 
 /** How a reply ended, as its ender knows it. */
@@ -34,6 +35,7 @@ export class ReplyFinalizer {
     private readonly cache: HistoryCache,
     private readonly broker: StreamBroker,
     private readonly logger: Logger,
+    private readonly events: EventPublisher,
   ) {}
 
   /**
@@ -79,10 +81,10 @@ export class ReplyFinalizer {
       promptTokens: outcome.promptTokens ?? null,
       completionTokens: outcome.completionTokens ?? countTokens(content),
     });
-    const save = (reply: ReplyEnd) => this.cache.writing(owner.userId, owner.conversationId, () => this.store.saveReplyEnd(messageId, reply));
-    let count: number;
+    const save = (reply: ReplyEnd) => this.cache.writing(owner.userId, owner.conversationId, () => this.store.saveReplyEnd(messageId, owner.conversationId, reply));
+    let result: SavedReplyEnd;
     try {
-      count = await save(end).catch(async (error: unknown) => {
+      result = await save(end).catch(async (error: unknown) => {
         // No reply may stay STREAMING because its end cannot be saved: end it FAILED, with its
         // text cut short and nothing else that could be the cause.
         this.logger.error({ err: error, messageId }, 'could not save the end of a reply; ending it FAILED with its text cut short');
@@ -94,6 +96,8 @@ export class ReplyFinalizer {
       if (sealed) await this.broker.release(messageId, token).catch(() => {});
       throw error;
     }
+    const { count } = result;
+    if (result.eventSeq !== null) this.events.conversation(owner.conversationId, [{ seq: result.eventSeq, kind: 'MESSAGE_UPDATED', messageId }]);
     if (count === 0 && !sealed) return false;
     const saved = count === 1 ? { status: end.status, error: end.error } : await this.store.replyStateById(messageId);
     if (!saved && local) {

@@ -6,8 +6,9 @@ import type { HistoryCache } from '../cache/history-cache.ts';
 import { DuplicateKeyError, notFound } from '../errors.ts';
 import { countTokens } from '../llm/tokens.ts';
 import { isStorableText, parseInput, storableText } from '../services/input.ts';
+import type { EventPublisher } from '../services/live-events.ts';
 import { maxTokensSchema, modelNameSchema, temperatureSchema, type ModelSettings, type UserConfigService } from '../services/user-config.ts';
-import type { SavedExchange, Store } from '../store/store.ts';
+import type { NewSavedExchange, SavedExchange, Store } from '../store/store.ts';
 
 export interface SendOptions {
   leaseMs: number;
@@ -25,6 +26,7 @@ export class ExchangeSender {
     private readonly userConfigs: UserConfigService,
     private readonly cache: HistoryCache,
     private readonly options: SendOptions,
+    private readonly events: EventPublisher,
   ) {
     this.schema = z.object({
       conversationId: z.string().nullish(),
@@ -59,7 +61,7 @@ export class ExchangeSender {
         settings: settingsRead,
         leaseMs: this.options.leaseMs,
       });
-    let exchange: SavedExchange;
+    let exchange: NewSavedExchange;
     try {
       exchange = input.conversationId != null ? await this.cache.writing(viewer.userId, input.conversationId, save) : await save();
     } catch (error) {
@@ -70,6 +72,18 @@ export class ExchangeSender {
       }
       throw error;
     }
+    this.published(viewer, exchange);
     return { exchange, settings: await settingsRead };
+  }
+
+  /** A new exchange's events: both messages, and the conversation when it is new. */
+  private published(viewer: Viewer, exchange: NewSavedExchange): void {
+    const conversationId = exchange.conversation.id;
+    if (exchange.viewerSeq !== null) this.events.viewer(viewer.userId, { seq: exchange.viewerSeq, kind: 'CONVERSATION_CREATED', conversationId });
+    if (exchange.conversationSeq === null) return;
+    this.events.conversation(conversationId, [
+      { seq: exchange.conversationSeq - 1, kind: 'MESSAGE_ADDED', messageId: exchange.userMessage.id },
+      { seq: exchange.conversationSeq, kind: 'MESSAGE_ADDED', messageId: exchange.assistantMessage.id },
+    ]);
   }
 }

@@ -1,6 +1,7 @@
 // Names a new conversation after its first exchange, in the background.
 import { completeText, type ModelClientOptions } from '../llm/model-client.ts';
 import type { Logger } from '../logger.ts';
+import type { EventPublisher } from '../services/live-events.ts';
 import type { ModelSettings } from '../services/user-config.ts';
 import type { Store } from '../store/store.ts';
 
@@ -23,6 +24,7 @@ export class TitleWriter {
     /** Aborted when the service shuts down: queued and running titles give up. */
     private readonly closing: AbortSignal,
     private readonly logger: Logger,
+    private readonly events: EventPublisher,
   ) {}
 
   /** A short title from the start of the first exchange, saved only if there is still none. */
@@ -74,7 +76,10 @@ export class TitleWriter {
     }
     title = cleanTitle(title) || cleanTitle(input.split(/\s+/).slice(0, 6).join(' '));
     if (!title) return;
-    await this.store.setTitleIfUntitled(conversationId, title);
+    const titled = await this.store.setTitleIfUntitled(conversationId, title);
+    if (!titled) return;
+    if (titled.conversationSeq !== null) this.events.conversation(conversationId, [{ seq: titled.conversationSeq, kind: 'CONVERSATION_UPDATED' }]);
+    if (titled.viewerSeq !== null) this.events.viewer(titled.userId, { seq: titled.viewerSeq, kind: 'CONVERSATION_UPDATED', conversationId });
   }
 }
 

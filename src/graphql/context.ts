@@ -2,6 +2,7 @@ import type { Viewer } from '../auth.ts';
 import type { ChatService } from '../chat/chat-service.ts';
 import type { ModelPresets } from '../llm/presets.ts';
 import type { ConversationService } from '../services/conversations.ts';
+import type { LiveEvents } from '../services/live-events.ts';
 import type { MessagePageLoader } from '../services/message-pages.ts';
 import type { MessageService } from '../services/messages.ts';
 import type { UserConfigService } from '../services/user-config.ts';
@@ -11,6 +12,7 @@ export interface Services {
   conversations: ConversationService;
   messages: MessageService;
   chat: ChatService;
+  liveEvents: LiveEvents;
   userConfigs: UserConfigService;
   presets: ModelPresets;
 }

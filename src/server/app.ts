@@ -41,7 +41,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     // Any page the user visits could then read and write their conversations.
     if (config.CORS_ORIGINS === '*') logger.warn('CORS_ORIGINS=* in single-user mode: every web page the user opens may call this server as them');
   }
-  const { db, redis, cache, broker, services, authenticate } = await compose(config, { logger, onQuery: options.onQuery });
+  const { db, redis, cache, broker, feed, services, authenticate } = await compose(config, { logger, onQuery: options.onQuery });
   const shutdown = new AbortController();
   const { yoga, fastPath } = createPipeline(config, { db, cache, services, authenticate, logger, shutdown: shutdown.signal, plugins: options.plugins });
   const browser = browserPolicy(config);
@@ -88,6 +88,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
       server.closeAllConnections();
       await closed;
       await broker.close();
+      await feed.close();
       await redis?.close();
       await db.close();
       logger.info('Parley stopped');

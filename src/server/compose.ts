@@ -10,12 +10,16 @@ import { UserEndpoints } from '../llm/user-endpoints.ts';
 import type { Logger } from '../logger.ts';
 import { connectRedis, type RedisConnections } from '../redis.ts';
 import { ConversationService } from '../services/conversations.ts';
+import { LiveEvents } from '../services/live-events.ts';
 import { MessageService } from '../services/messages.ts';
 import { SecretBox } from '../services/secrets.ts';
 import { UserConfigService } from '../services/user-config.ts';
 import { openDatabase, type Database } from '../store/database.ts';
 import { applyMigrations, pendingMigrations } from '../store/migrate.ts';
+import type { ChangeFeed } from '../streaming/change-feed.ts';
 import type { StreamBroker } from '../streaming/events.ts';
+import { MemoryFeed } from '../streaming/memory-feed.ts';
+import { RedisFeed } from '../streaming/redis-feed.ts';
 import { MemoryBroker } from '../streaming/memory-broker.ts';
 import { RedisBroker, STREAM_COMMANDS } from '../streaming/redis-broker.ts';
 
@@ -24,6 +28,7 @@ export interface Parts {
   redis: RedisConnections | undefined;
   cache: HistoryCache;
   broker: StreamBroker;
+  feed: ChangeFeed;
   services: Services;
   authenticate: Authenticate;
 }
@@ -58,6 +63,11 @@ export async function compose(config: Config, { logger, onQuery }: ComposeOption
         sealTtlMs: Math.max(config.STREAM_LEASE_MS, 30_000),
       })
     : new MemoryBroker(config.STREAM_REPLAY_TTL_S * 1000);
+  const feedLimits = { maxEvents: config.EVENT_LOG_MAX_EVENTS, ttlMs: config.EVENT_LOG_TTL_S * 1000 };
+  const feed: ChangeFeed = redis
+    ? new RedisFeed({ redis: redis.commands, subscriber: redis.subscriber, prefix: config.REDIS_KEY_PREFIX, limits: feedLimits })
+    : new MemoryFeed(feedLimits);
+  const liveEvents = new LiveEvents(db.store, feed, { ...feedLimits, gapWaitMs: 1000 }, logger);
   const presets = modelPresets(config);
   const userEndpoints = config.ALLOW_CUSTOM_BASE_URL ? new UserEndpoints(config.LLM_ALLOWED_HOSTS) : undefined;
   const encryptionKey = config.CONFIG_ENCRYPTION_KEY ? encryptionKeyBytes(config.CONFIG_ENCRYPTION_KEY) : undefined;
@@ -74,16 +84,18 @@ export async function compose(config: Config, { logger, onQuery }: ComposeOption
     cache,
     chatOptions(config, { userEndpoints, singleInstance: !redis }),
     logger,
+    liveEvents,
   );
   await chat.start();
   const services: Services = {
-    conversations: new ConversationService(db.store, cache),
-    messages: new MessageService(db.store, { maxContentChars: config.MAX_CONTENT_CHARS }, cache),
+    conversations: new ConversationService(db.store, cache, liveEvents),
+    messages: new MessageService(db.store, { maxContentChars: config.MAX_CONTENT_CHARS }, cache, liveEvents),
     chat,
+    liveEvents,
     userConfigs,
     presets,
   };
-  return { db, redis, cache, broker, services, authenticate: createAuthenticator(config.AUTH_JWT_SECRET) };
+  return { db, redis, cache, broker, feed, services, authenticate: createAuthenticator(config.AUTH_JWT_SECRET) };
 }
 
 /** The chat domain's options from the configuration. */

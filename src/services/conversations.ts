@@ -3,8 +3,9 @@ import type { Viewer } from '../auth.ts';
 import type { HistoryCache } from '../cache/history-cache.ts';
 import { notFound } from '../errors.ts';
 import type { Conversation, ConversationQuery } from '../store/rows.ts';
-import type { ConversationChanges, ConversationKey, Store } from '../store/store.ts';
+import type { ConversationChanges, ConversationKey, EventSeqs, Store } from '../store/store.ts';
 import { isStorableText, parseInput, storableText } from './input.ts';
+import type { EventPublisher } from './live-events.ts';
 import { cursorCodec, pageWindow, toConnection, type Connection, type PageArgs } from './pagination.ts';
 
 export const MAX_TITLE_LENGTH = 200;
@@ -32,6 +33,7 @@ export class ConversationService {
   constructor(
     private readonly store: Store,
     private readonly cache: HistoryCache,
+    private readonly events: EventPublisher,
   ) {}
 
   /** The viewer's conversation, or null for a missing or foreign id. */
@@ -46,9 +48,11 @@ export class ConversationService {
     return toConnection(rows, window, (c) => ({ updatedAt: c.updatedAt, id: c.id }), conversationCursor);
   }
 
-  create(viewer: Viewer, rawInput: unknown, query: ConversationQuery = {}): Promise<Conversation> {
+  async create(viewer: Viewer, rawInput: unknown, query: ConversationQuery = {}): Promise<Conversation> {
     const input = parseInput(createInput, rawInput, 'input');
-    return this.store.createConversation(viewer.userId, input?.title || null, query);
+    const { conversation, viewerSeq } = await this.store.createConversation(viewer.userId, input?.title || null, query);
+    this.events.viewer(viewer.userId, { seq: viewerSeq, kind: 'CONVERSATION_CREATED', conversationId: conversation.id });
+    return conversation;
   }
 
   async update(viewer: Viewer, rawInput: unknown, query: ConversationQuery = {}): Promise<Conversation> {
@@ -57,9 +61,10 @@ export class ConversationService {
     const changes: ConversationChanges = {};
     if (input.title !== undefined) changes.title = input.title || null;
     if (input.archived != null) changes.archived = input.archived;
-    const conversation = await this.store.updateConversation(viewer.userId, input.id, changes, query);
-    if (!conversation) throw notFound('conversation');
-    return conversation;
+    const updated = await this.store.updateConversation(viewer.userId, input.id, changes, query);
+    if (!updated) throw notFound('conversation');
+    this.changed(viewer.userId, input.id, updated);
+    return updated.conversation;
   }
 
   /** Deletes the conversation and, by cascade, its messages. */
@@ -67,6 +72,14 @@ export class ConversationService {
     if (!isStorableText(id)) throw notFound('conversation');
     const deleted = await this.cache.writing(viewer.userId, id, () => this.store.deleteConversation(viewer.userId, id));
     if (!deleted) throw notFound('conversation');
+    if (deleted.conversationSeq !== null) this.events.conversation(id, [{ seq: deleted.conversationSeq, kind: 'DELETED' }]);
+    if (deleted.viewerSeq !== null) this.events.viewer(viewer.userId, { seq: deleted.viewerSeq, kind: 'CONVERSATION_DELETED', conversationId: id });
     return id;
+  }
+
+  /** The events of a change to a conversation's own fields (title, archived), on both feeds. */
+  private changed(userId: string, conversationId: string, seqs: EventSeqs): void {
+    if (seqs.conversationSeq !== null) this.events.conversation(conversationId, [{ seq: seqs.conversationSeq, kind: 'CONVERSATION_UPDATED' }]);
+    if (seqs.viewerSeq !== null) this.events.viewer(userId, { seq: seqs.viewerSeq, kind: 'CONVERSATION_UPDATED', conversationId });
   }
 }

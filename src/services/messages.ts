@@ -6,6 +6,7 @@ import { Role } from '../model.ts';
 import type { JsonValue, Message, MessageQuery } from '../store/rows.ts';
 import type { Store } from '../store/store.ts';
 import { isStorableText, parseInput, storableJson, storableText } from './input.ts';
+import type { EventPublisher } from './live-events.ts';
 import { cachedRecentMessages } from './recent-messages.ts';
 
 export const MAX_HISTORY_LIMIT = 100;
@@ -45,6 +46,7 @@ export class MessageService {
     private readonly store: Store,
     limits: MessageLimits,
     private readonly cache: HistoryCache,
+    private readonly events: EventPublisher,
   ) {
     this.addSchema = addInput(limits);
   }
@@ -64,15 +66,20 @@ export class MessageService {
         query,
       );
     // A new conversation has no cache entry to keep in step.
-    return input.conversationId != null ? this.cache.writing(viewer.userId, input.conversationId, append) : append();
+    const added = input.conversationId != null ? await this.cache.writing(viewer.userId, input.conversationId, append) : await append();
+    const { message } = added;
+    if (added.viewerSeq !== null) this.events.viewer(viewer.userId, { seq: added.viewerSeq, kind: 'CONVERSATION_CREATED', conversationId: message.conversationId });
+    if (added.conversationSeq !== null) this.events.conversation(message.conversationId, [{ seq: added.conversationSeq, kind: 'MESSAGE_ADDED', messageId: message.id }]);
+    return message;
   }
 
   /** Deletes every message of the viewer's conversation; returns how many. */
   async clear(viewer: Viewer, conversationId: string): Promise<number> {
     if (!isStorableText(conversationId)) throw notFound('conversation');
-    const count = await this.cache.writing(viewer.userId, conversationId, () => this.store.clearMessages(viewer.userId, conversationId));
-    if (count === null) throw notFound('conversation');
-    return count;
+    const cleared = await this.cache.writing(viewer.userId, conversationId, () => this.store.clearMessages(viewer.userId, conversationId));
+    if (cleared === null) throw notFound('conversation');
+    this.events.conversation(conversationId, [{ seq: cleared.conversationSeq, kind: 'CLEARED' }]);
+    return cleared.count;
   }
 
   /** The viewer's message by id, carrying what `query` asks for; null for a missing or foreign one. */

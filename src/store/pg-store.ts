@@ -8,7 +8,7 @@ import { Prisma } from '../generated/prisma/sqlite/client.ts';
 import type { Db, DirectSql } from './dialect.ts';
 import { PrismaStore } from './prisma-store.ts';
 import { MESSAGE_COLUMNS, type Conversation, type Message, type UserConfigRow } from './rows.ts';
-import type { MessagePages, MessagePagesRequest, NewExchange, PageWindow, ReplyEnd, ReplyState, SavedExchange } from './store.ts';
+import type { EventSeqs, MessagePages, MessagePagesRequest, NewExchange, NewSavedExchange, PageWindow, ReplyEnd, ReplyState, SavedReplyEnd } from './store.ts';
 
 const { empty, join, raw, sql: fragment } = Prisma;
 
@@ -39,28 +39,55 @@ export class PgStore extends PrismaStore {
     return rows[0] ?? null;
   }
 
-  /** Absent model, metadata and prompt tokens keep what the row holds, as in the Prisma update. */
-  override async saveReplyEnd(messageId: string, end: ReplyEnd): Promise<number> {
-    const { rowCount } = await this.sql.query(
+  /**
+   * One statement. Absent model, metadata and prompt tokens keep what the row holds, as in the
+   * Prisma update. The conversation's row is locked first (`m` reads `c`), as every other write of
+   * the conversation does. Two enders racing without the stream seal (Redis away) may both move
+   * the seq while one saves: the loser's seq still gets its MESSAGE_UPDATED, so no seq is skipped.
+   */
+  override async saveReplyEnd(messageId: string, conversationId: string, end: ReplyEnd): Promise<SavedReplyEnd> {
+    const { rows } = await this.sql.query<{ eventSeq: number | null; count: number }>(
       'parley_end_reply',
-      `UPDATE "Message" SET "status" = $2::"MessageStatus", "content" = $3, "error" = $4, "finishReason" = $5,
-         "model" = COALESCE($6, "model"), "metadata" = COALESCE($7::jsonb, "metadata"), "promptTokens" = COALESCE($8, "promptTokens"),
-         "completionTokens" = $9, "leaseExpiresAt" = NULL, "updatedAt" = $10
-       WHERE "id" = $1 AND "status" = 'STREAMING'`,
-      [messageId, end.status, end.content, end.error, end.finishReason, end.model, end.metadata === null ? null : JSON.stringify(end.metadata), end.promptTokens, end.completionTokens, new Date()],
+      `WITH c AS (
+         UPDATE "Conversation" SET "lastEventSeq" = "lastEventSeq" + 1
+         WHERE "id" = $11 AND EXISTS (SELECT 1 FROM "Message" WHERE "id" = $1 AND "conversationId" = $11 AND "status" = 'STREAMING')
+         RETURNING "lastEventSeq"
+       ), m AS (
+         UPDATE "Message" SET "status" = $2::"MessageStatus", "content" = $3, "error" = $4, "finishReason" = $5,
+           "model" = COALESCE($6, "model"), "metadata" = COALESCE($7::jsonb, "metadata"), "promptTokens" = COALESCE($8, "promptTokens"),
+           "completionTokens" = $9, "leaseExpiresAt" = NULL, "updatedAt" = $10
+         WHERE "id" = $1 AND "conversationId" = $11 AND "status" = 'STREAMING' AND EXISTS (SELECT 1 FROM c)
+         RETURNING 1
+       )
+       SELECT (SELECT "lastEventSeq" FROM c) AS "eventSeq", (SELECT count(*)::int FROM m) AS "count"`,
+      [messageId, end.status, end.content, end.error, end.finishReason, end.model, end.metadata === null ? null : JSON.stringify(end.metadata), end.promptTokens, end.completionTokens, new Date(), conversationId],
     );
-    return rowCount;
+    const row = rows[0]!;
+    return { count: row.count, eventSeq: row.eventSeq };
   }
 
-  override async setTitleIfUntitled(conversationId: string, title: string): Promise<void> {
-    await this.sql.query('parley_set_title', `UPDATE "Conversation" SET "title" = $2, "updatedAt" = $3 WHERE "id" = $1 AND "title" IS NULL`, [conversationId, title, new Date()]);
+  /** One statement: the title, the conversation's event seq and the owner's viewer event seq. */
+  override async setTitleIfUntitled(conversationId: string, title: string): Promise<({ userId: string } & EventSeqs) | null> {
+    const { rows } = await this.sql.query<{ userId: string; conversationSeq: number; viewerSeq: number }>(
+      'parley_set_title',
+      `WITH c AS (
+         UPDATE "Conversation" SET "title" = $2, "updatedAt" = $3, "lastEventSeq" = "lastEventSeq" + 1
+         WHERE "id" = $1 AND "title" IS NULL
+         RETURNING "userId", "lastEventSeq"
+       ), v AS (
+         ${VIEWER_SEQ_FROM_C}
+       )
+       SELECT c."userId", c."lastEventSeq" AS "conversationSeq", v."lastEventSeq" AS "viewerSeq" FROM c, v`,
+      [conversationId, title, new Date()],
+    );
+    return rows[0] ?? null;
   }
 
   /**
    * The update and both inserts as one statement (data-modifying CTEs): one round trip and no
    * interactive transaction. Columns Prisma would fill are filled here the same way.
    */
-  override async saveExchange(exchange: NewExchange): Promise<SavedExchange> {
+  override async saveExchange(exchange: NewExchange): Promise<NewSavedExchange> {
     const { userId, content, tokenCount, clientMessageId } = exchange;
     const settings = await exchange.settings;
     const now = new Date();
@@ -72,31 +99,37 @@ export class PgStore extends PrismaStore {
     // row lock queues concurrent senders).
     const [name, conversationStep] =
       exchange.conversationId === null
-        ? ['parley_send_new', `INSERT INTO "Conversation" ("id", "userId", "lastSeq", "createdAt", "updatedAt") VALUES ($1, $2, 2, $3, $3)`]
-        : ['parley_send', `UPDATE "Conversation" SET "lastSeq" = "lastSeq" + 2, "updatedAt" = $3 WHERE "id" = $1 AND "userId" = $2`];
+        ? ['parley_send_new', `INSERT INTO "Conversation" ("id", "userId", "lastSeq", "lastEventSeq", "createdAt", "updatedAt") VALUES ($1, $2, 2, 1, $3, $3)`]
+        : ['parley_send', `UPDATE "Conversation" SET "lastSeq" = "lastSeq" + 2, "lastEventSeq" = "lastEventSeq" + 2, "updatedAt" = $3 WHERE "id" = $1 AND "userId" = $2`];
+    // A new conversation is also a viewer event.
+    const viewerStep = exchange.conversationId === null ? `, v AS (${VIEWER_SEQ_FROM_C})` : '';
+    const viewerSeq = exchange.conversationId === null ? '(SELECT "lastEventSeq" FROM v)' : 'NULL::int';
     const text = `
     WITH c AS (
       ${conversationStep}
-      RETURNING "title", "archived", "lastSeq", "createdAt"
-    ), u AS (
+      RETURNING "userId", "title", "archived", "lastSeq", "lastEventSeq", "createdAt"
+    )${viewerStep}, u AS (
       INSERT INTO "Message" ("id", "conversationId", "userId", "seq", "role", "content", "tokenCount", "status", "clientMessageId", "createdAt", "updatedAt")
       SELECT $4, $1, $2, c."lastSeq" - 1, 'USER'::"Role", $5, $6::int, 'COMPLETE'::"MessageStatus", $7::varchar, $3, $3 FROM c
     ), a AS (
       INSERT INTO "Message" ("id", "conversationId", "userId", "seq", "role", "content", "status", "model", "leaseExpiresAt", "metadata", "createdAt", "updatedAt")
       SELECT $8, $1, $2, c."lastSeq", 'ASSISTANT'::"Role", '', 'STREAMING'::"MessageStatus", $9, $10, $11::jsonb, $3, $3 FROM c
     )
-    SELECT "title", "archived", "lastSeq", "createdAt" FROM c`;
+    SELECT "title", "archived", "lastSeq", "lastEventSeq", "createdAt", ${viewerSeq} AS "viewerSeq" FROM c`;
     const values = [conversationId, userId, now, userMessageId, content, tokenCount, clientMessageId, assistantMessageId, settings.model, leaseExpiresAt, JSON.stringify(metadata)];
-    const { rows } = await this.sql.query<Pick<Conversation, 'title' | 'archived' | 'lastSeq' | 'createdAt'>>(name, text, values).catch((error: unknown) => {
+    const { rows } = await this.sql.query<Pick<Conversation, 'title' | 'archived' | 'lastSeq' | 'lastEventSeq' | 'createdAt'> & { viewerSeq: number | null }>(name, text, values).catch((error: unknown) => {
       throw (error as { code?: unknown } | null)?.code === '23505' ? new DuplicateKeyError('clientMessageId', { cause: error }) : error;
     });
-    const conversation = rows[0];
-    if (!conversation) throw notFound('conversation');
+    const row = rows[0];
+    if (!row) throw notFound('conversation');
+    const { viewerSeq: savedViewerSeq, ...conversation } = row;
     const message = { conversationId, userId, metadata: null, model: null, finishReason: null, promptTokens: null, completionTokens: null, error: null, leaseExpiresAt: null, tokenCount: null, clientMessageId: null, createdAt: now, updatedAt: now };
     return {
       conversation: { id: conversationId, userId, ...conversation, updatedAt: now },
       userMessage: { ...message, id: userMessageId, seq: conversation.lastSeq - 1, role: 'USER', content, tokenCount, status: 'COMPLETE', clientMessageId },
       assistantMessage: { ...message, id: assistantMessageId, seq: conversation.lastSeq, role: 'ASSISTANT', content: '', status: 'STREAMING', model: settings.model, leaseExpiresAt, metadata },
+      conversationSeq: conversation.lastEventSeq,
+      viewerSeq: savedViewerSeq,
     };
   }
 
@@ -132,6 +165,11 @@ export class PgStore extends PrismaStore {
     };
   }
 }
+
+/** The next viewer event seq of the owner of the conversation row `c` returns, as a CTE's body. */
+const VIEWER_SEQ_FROM_C = `INSERT INTO "ViewerState" ("userId", "lastEventSeq") SELECT "userId", 0 FROM c
+         ON CONFLICT ("userId") DO UPDATE SET "lastEventSeq" = "ViewerState"."lastEventSeq" + 1
+         RETURNING "lastEventSeq"`;
 
 /** A version 7 UUID (RFC 9562): millisecond timestamp first, like Prisma's uuid(7) default. */
 export function uuid7(): string {

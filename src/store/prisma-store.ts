@@ -11,12 +11,15 @@ import type {
   HistoryRow,
   MessagePages,
   MessagePagesRequest,
+  EventSeqs,
   NewExchange,
+  NewSavedExchange,
   NewMessage,
   PageWindow,
   ReplyEnd,
   ReplyState,
   SavedExchange,
+  SavedReplyEnd,
   Store,
   UserConfigChanges,
 } from './store.ts';
@@ -52,35 +55,95 @@ export class PrismaStore implements Store {
     });
   }
 
-  createConversation(userId: string, title: string | null, query: ConversationQuery = {}): Promise<Conversation> {
-    return this.db.conversation.create({ ...query, data: { userId, title } });
-  }
-
-  updateConversation(userId: string, id: string, changes: ConversationChanges, query: ConversationQuery = {}): Promise<Conversation | null> {
+  createConversation(userId: string, title: string | null, query: ConversationQuery = {}): Promise<{ conversation: Conversation; viewerSeq: number }> {
     return this.db.$transaction(async (tx) => {
-      const { count } = await tx.conversation.updateMany({ where: { id, userId }, data: changes });
-      if (count === 0) return null;
-      return tx.conversation.findUniqueOrThrow({ ...query, where: { id } });
+      const conversation = await tx.conversation.create({ ...withId(query), data: { userId, title } });
+      return { conversation, viewerSeq: await this.nextViewerSeq(tx, userId) };
     });
   }
 
-  async deleteConversation(userId: string, id: string): Promise<boolean> {
-    const { count } = await this.db.conversation.deleteMany({ where: { id, userId } });
-    return count > 0;
+  updateConversation(userId: string, id: string, changes: ConversationChanges, query: ConversationQuery = {}): Promise<({ conversation: Conversation } & EventSeqs) | null> {
+    return this.db.$transaction(async (tx) => {
+      const { count } = await tx.conversation.updateMany({ where: { id, userId }, data: { ...changes, lastEventSeq: { increment: 1 } } });
+      if (count === 0) return null;
+      const conversationSeq = await this.conversationSeqIn(tx, id);
+      const viewerSeq = await this.nextViewerSeq(tx, userId);
+      return { conversation: await tx.conversation.findUniqueOrThrow({ ...query, where: { id } }), conversationSeq, viewerSeq };
+    });
   }
 
-  async setTitleIfUntitled(conversationId: string, title: string): Promise<void> {
-    await this.db.conversation.updateMany({ where: { id: conversationId, title: null }, data: { title } });
+  deleteConversation(userId: string, id: string): Promise<EventSeqs | null> {
+    return this.db.$transaction(async (tx) => {
+      // The DELETED event's seq first: that takes the row's lock, as every other write does first.
+      const { count } = await tx.conversation.updateMany({ where: { id, userId }, data: { lastEventSeq: { increment: 1 } } });
+      if (count === 0) return null;
+      const conversationSeq = await this.conversationSeqIn(tx, id);
+      const viewerSeq = await this.nextViewerSeq(tx, userId);
+      await tx.conversation.delete({ where: { id } });
+      return { conversationSeq, viewerSeq };
+    });
+  }
+
+  setTitleIfUntitled(conversationId: string, title: string): Promise<({ userId: string } & EventSeqs) | null> {
+    return this.db.$transaction(async (tx) => {
+      const { count } = await tx.conversation.updateMany({ where: { id: conversationId, title: null }, data: { title, lastEventSeq: { increment: 1 } } });
+      if (count === 0) return null;
+      const { userId, lastEventSeq } = await tx.conversation.findUniqueOrThrow({ where: { id: conversationId }, select: { userId: true, lastEventSeq: true } });
+      return { userId, conversationSeq: lastEventSeq, viewerSeq: await this.nextViewerSeq(tx, userId) };
+    });
+  }
+
+  async conversationEventSeq(userId: string, id: string): Promise<number | null> {
+    const row = await this.db.conversation.findFirst({ where: { id, userId }, select: { lastEventSeq: true } });
+    return row?.lastEventSeq ?? null;
+  }
+
+  async viewerEventSeq(userId: string): Promise<number> {
+    const row = await this.db.viewerState.findUnique({ where: { userId }, select: { lastEventSeq: true } });
+    return row?.lastEventSeq ?? -1;
+  }
+
+  generatingMessages(userId: string, conversationId: string, query: MessageQuery = {}): Promise<Message[]> {
+    return this.db.message.findMany({ ...query, where: { conversationId, userId, status: 'STREAMING' }, orderBy: { seq: 'asc' } });
+  }
+
+  /** The conversation's event seq, read in the transaction that just moved it (and holds its lock). */
+  private async conversationSeqIn(tx: Prisma.TransactionClient, id: string): Promise<number> {
+    return (await tx.conversation.findUniqueOrThrow({ where: { id }, select: { lastEventSeq: true } })).lastEventSeq;
+  }
+
+  /**
+   * Hands out the user's next viewer event seq in the caller's transaction. The upsert holds the
+   * counter row's lock until the transaction ends, so seqs follow the order in which changes
+   * become visible. Every caller locks a conversation row first, if any, then this one.
+   */
+  protected async nextViewerSeq(tx: Prisma.TransactionClient, userId: string): Promise<number> {
+    const table = this.name('ViewerState');
+    const seq = this.name('lastEventSeq');
+    if (this.provider === 'mysql') {
+      await tx.$executeRaw`INSERT INTO ${table} (${this.name('userId')}, ${seq}) VALUES (${userId}, 0) ON DUPLICATE KEY UPDATE ${seq} = ${seq} + 1`;
+      return this.viewerSeqIn(tx, userId);
+    }
+    const rows = await tx.$queryRaw<{ seq: number | bigint }[]>`
+      INSERT INTO ${table} (${this.name('userId')}, ${seq}) VALUES (${userId}, 0)
+      ON CONFLICT (${this.name('userId')}) DO UPDATE SET ${seq} = ${table}.${seq} + 1
+      RETURNING ${seq} AS seq`;
+    return Number(rows[0]!.seq);
+  }
+
+  private async viewerSeqIn(tx: Prisma.TransactionClient, userId: string): Promise<number> {
+    return (await tx.viewerState.findUniqueOrThrow({ where: { userId }, select: { lastEventSeq: true } })).lastEventSeq;
   }
 
   // Messages
 
   /** The conversation row is updated first: that takes its lock, hands out the next seq and bumps updatedAt. */
-  appendMessage(userId: string, conversationId: string | null, message: NewMessage, query: MessageQuery = {}): Promise<Message> {
+  appendMessage(userId: string, conversationId: string | null, message: NewMessage, query: MessageQuery = {}): Promise<{ message: Message } & EventSeqs> {
     return this.db.$transaction(async (tx) => {
       const conversation = await reserveSeqs(tx, userId, conversationId, 1);
-      return tx.message.create({
-        ...query,
+      const viewerSeq = conversationId === null ? await this.nextViewerSeq(tx, userId) : null;
+      const created = await tx.message.create({
+        ...withId(query),
         data: {
           conversationId: conversation.id,
           userId,
@@ -91,15 +154,17 @@ export class PrismaStore implements Store {
           metadata: message.metadata === undefined ? undefined : exactJson(message.metadata),
         },
       });
+      return { message: { ...created, conversationId: conversation.id }, conversationSeq: conversation.lastEventSeq, viewerSeq };
     });
   }
 
-  clearMessages(userId: string, conversationId: string): Promise<number | null> {
+  clearMessages(userId: string, conversationId: string): Promise<{ count: number; conversationSeq: number } | null> {
     return this.db.$transaction(async (tx) => {
       // Touching the conversation first checks ownership and locks it against concurrent adds.
-      const { count } = await tx.conversation.updateMany({ where: { id: conversationId, userId }, data: { updatedAt: new Date() } });
+      const { count } = await tx.conversation.updateMany({ where: { id: conversationId, userId }, data: { updatedAt: new Date(), lastEventSeq: { increment: 1 } } });
       if (count === 0) return null;
-      return (await tx.message.deleteMany({ where: { conversationId } })).count;
+      const conversationSeq = await this.conversationSeqIn(tx, conversationId);
+      return { count: (await tx.message.deleteMany({ where: { conversationId } })).count, conversationSeq };
     });
   }
 
@@ -164,13 +229,14 @@ export class PrismaStore implements Store {
 
   // Replies
 
-  async saveExchange(exchange: NewExchange): Promise<SavedExchange> {
+  async saveExchange(exchange: NewExchange): Promise<NewSavedExchange> {
     // Before the transaction: on SQLite every query shares one connection, so a read waited for
     // inside the transaction would wait for the transaction itself.
     const settings = await exchange.settings;
     try {
       return await this.db.$transaction(async (tx) => {
         const conversation = await reserveSeqs(tx, exchange.userId, exchange.conversationId, 2);
+        const viewerSeq = exchange.conversationId === null ? await this.nextViewerSeq(tx, exchange.userId) : null;
         const userMessage = await tx.message.create({
           data: {
             conversationId: conversation.id,
@@ -195,7 +261,7 @@ export class PrismaStore implements Store {
             metadata: { presetId: settings.presetId },
           },
         });
-        return { conversation, userMessage, assistantMessage };
+        return { conversation, userMessage, assistantMessage, conversationSeq: conversation.lastEventSeq, viewerSeq };
       });
     } catch (error) {
       if (error instanceof Prisma.PrismaClientKnownRequestError && error.code === 'P2002') throw new DuplicateKeyError('clientMessageId', { cause: error });
@@ -225,22 +291,25 @@ export class PrismaStore implements Store {
     return this.db.message.findUnique({ where: { id: messageId }, select: { userId: true, conversationId: true, content: true } });
   }
 
-  async saveReplyEnd(messageId: string, end: ReplyEnd): Promise<number> {
-    const { count } = await this.db.message.updateMany({
-      where: { id: messageId, status: 'STREAMING' },
-      data: {
-        status: end.status,
-        content: end.content,
-        error: end.error,
-        finishReason: end.finishReason,
-        ...(end.model !== null ? { model: end.model } : {}),
-        ...(end.metadata !== null ? { metadata: end.metadata } : {}),
-        ...(end.promptTokens !== null ? { promptTokens: end.promptTokens } : {}),
-        completionTokens: end.completionTokens,
-        leaseExpiresAt: null,
-      },
-    });
-    return count;
+  /**
+   * The conversation's row is locked first, as by every other write of the conversation (clearing
+   * and deleting lock it, then its messages): the other order could deadlock with them. Its
+   * event seq is moved in raw SQL, so that its `updatedAt` stays: an ending reply does not
+   * reorder the conversation list. Nothing to save rolls the seq back.
+   */
+  async saveReplyEnd(messageId: string, conversationId: string, end: ReplyEnd): Promise<SavedReplyEnd> {
+    try {
+      return await this.db.$transaction(async (tx) => {
+        const moved = await tx.$executeRaw`UPDATE ${this.name('Conversation')} SET ${this.name('lastEventSeq')} = ${this.name('lastEventSeq')} + 1 WHERE ${this.name('id')} = ${conversationId}`;
+        if (moved === 0) throw NOTHING_TO_SAVE;
+        const { count } = await tx.message.updateMany({ where: { id: messageId, conversationId, status: 'STREAMING' }, data: replyEndData(end) });
+        if (count === 0) throw NOTHING_TO_SAVE;
+        return { count, eventSeq: await this.conversationSeqIn(tx, conversationId) };
+      });
+    } catch (error) {
+      if (error === NOTHING_TO_SAVE) return { count: 0, eventSeq: null };
+      throw error;
+    }
   }
 
   async saveReplyPrompt(messageId: string, metadata: JsonObject, promptTokens: number | null): Promise<void> {
@@ -277,6 +346,29 @@ export class PrismaStore implements Store {
   }
 }
 
+/** A selection that also reads the id, which events name whatever the operation asked for. */
+function withId<Q extends { select?: object }>(query: Q): Q {
+  return query.select ? { ...query, select: { ...query.select, id: true } } : query;
+}
+
+/** Thrown inside a transaction to roll it back when there turned out to be nothing to save. */
+const NOTHING_TO_SAVE = Symbol('nothing to save');
+
+/** A reply's end as the columns of its row; absent model, metadata and prompt tokens keep the saved ones. */
+function replyEndData(end: ReplyEnd): Prisma.MessageUpdateManyMutationInput {
+  return {
+    status: end.status,
+    content: end.content,
+    error: end.error,
+    finishReason: end.finishReason,
+    ...(end.model !== null ? { model: end.model } : {}),
+    ...(end.metadata !== null ? { metadata: end.metadata } : {}),
+    ...(end.promptTokens !== null ? { promptTokens: end.promptTokens } : {}),
+    completionTokens: end.completionTokens,
+    leaseExpiresAt: null,
+  };
+}
+
 /**
  * A client's JSON for a Json column, kept exactly. Prisma copies a plain object key by key, which
  * drops an own `__proto__` key; JSON text in Prisma's tagged form (which `toJSON` may return)
@@ -297,14 +389,15 @@ function listedBefore(key: ConversationKey): Prisma.ConversationWhereInput {
 }
 
 /**
- * Hands out the next `count` message positions of the user's conversation (a new one when no id
+ * Hands out the next `count` message positions and event seqs of the user's conversation (a new one when no id
  * is given) in one statement. Updating the row takes its lock, so concurrent writers queue up
  * here and never share a seq; it also bumps updatedAt. Returns the conversation after the update.
  */
 async function reserveSeqs(tx: Prisma.TransactionClient, userId: string, conversationId: string | null, count: number): Promise<Conversation> {
-  if (conversationId === null) return tx.conversation.create({ data: { userId, lastSeq: count } });
+  // One conversation event per message: seqs 0..count-1 in a new conversation.
+  if (conversationId === null) return tx.conversation.create({ data: { userId, lastSeq: count, lastEventSeq: count - 1 } });
   try {
-    return await tx.conversation.update({ where: { id: conversationId, userId }, data: { lastSeq: { increment: count } } });
+    return await tx.conversation.update({ where: { id: conversationId, userId }, data: { lastSeq: { increment: count }, lastEventSeq: { increment: count } } });
   } catch (error) {
     if (error instanceof Prisma.PrismaClientKnownRequestError && error.code === 'P2025') throw notFound('conversation');
     throw error;

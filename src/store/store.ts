@@ -50,6 +50,26 @@ export interface SavedExchange {
   assistantMessage: Message;
 }
 
+/**
+ * The event seqs a write handed out, in the statement or transaction that made its change visible:
+ * `conversationSeq` for the conversation's (the last of them when it made several), `viewerSeq` for
+ * its owner's list, where the write changed the list.
+ */
+export interface EventSeqs {
+  conversationSeq: number | null;
+  viewerSeq: number | null;
+}
+
+/** A newly saved exchange and its events: the user message's seq is one before the assistant's. */
+export type NewSavedExchange = SavedExchange & EventSeqs;
+
+/** How a reply's end was saved: whether this call saved it, and its event's seq. */
+export interface SavedReplyEnd {
+  count: number;
+  /** null when nothing was saved. */
+  eventSeq: number | null;
+}
+
 /** What a reply's end writes; null model, metadata and prompt tokens leave the saved ones. */
 export interface ReplyEnd {
   status: FinalStatus;
@@ -96,19 +116,26 @@ export interface ConversationStore {
   findConversation(userId: string, id: string, query?: ConversationQuery): Promise<Conversation | null>;
   /** Up to `limit + 1` conversations in list order (from the other end when `fromEnd`). */
   listConversations(userId: string, archived: boolean | null | undefined, window: PageWindow<ConversationKey>, query?: ConversationQuery): Promise<Conversation[]>;
-  createConversation(userId: string, title: string | null, query?: ConversationQuery): Promise<Conversation>;
+  createConversation(userId: string, title: string | null, query?: ConversationQuery): Promise<{ conversation: Conversation; viewerSeq: number }>;
   /** null when the conversation is missing or not the user's. */
-  updateConversation(userId: string, id: string, changes: ConversationChanges, query?: ConversationQuery): Promise<Conversation | null>;
-  /** Deletes the conversation and its messages; false when it is missing or not the user's. */
-  deleteConversation(userId: string, id: string): Promise<boolean>;
-  setTitleIfUntitled(conversationId: string, title: string): Promise<void>;
+  updateConversation(userId: string, id: string, changes: ConversationChanges, query?: ConversationQuery): Promise<({ conversation: Conversation } & EventSeqs) | null>;
+  /** Deletes the conversation and its messages; null when it is missing or not the user's. */
+  deleteConversation(userId: string, id: string): Promise<EventSeqs | null>;
+  /** null when it has a title already, or is gone. */
+  setTitleIfUntitled(conversationId: string, title: string): Promise<({ userId: string } & EventSeqs) | null>;
+  /** The conversation's newest event seq; null when it is missing or not the user's. */
+  conversationEventSeq(userId: string, id: string): Promise<number | null>;
+  /** The user's newest viewer event seq, -1 before the first. */
+  viewerEventSeq(userId: string): Promise<number>;
+  /** The conversation's STREAMING messages, oldest first. */
+  generatingMessages(userId: string, conversationId: string, query?: MessageQuery): Promise<Message[]>;
 }
 
 export interface MessageStore {
   /** Appends a message with the next seq, to a new conversation when the id is null. NOT_FOUND for a foreign one. */
-  appendMessage(userId: string, conversationId: string | null, message: NewMessage, query?: MessageQuery): Promise<Message>;
+  appendMessage(userId: string, conversationId: string | null, message: NewMessage, query?: MessageQuery): Promise<{ message: Message } & EventSeqs>;
   /** Deletes every message; null when the conversation is missing or not the user's. */
-  clearMessages(userId: string, conversationId: string): Promise<number | null>;
+  clearMessages(userId: string, conversationId: string): Promise<{ count: number; conversationSeq: number } | null>;
   /** The newest `take` messages, oldest first; null when the conversation is not the user's. */
   recentMessages(userId: string, conversationId: string, take: number): Promise<Message[] | null>;
   /** Up to `take` messages before `beforeSeq`, newest first. */
@@ -122,7 +149,7 @@ export interface MessageStore {
 
 export interface ReplyStore {
   /** Throws DuplicateKeyError('clientMessageId') when the user already used the key, NOT_FOUND for a foreign conversation. */
-  saveExchange(exchange: NewExchange): Promise<SavedExchange>;
+  saveExchange(exchange: NewExchange): Promise<NewSavedExchange>;
   /** The exchange saved with the user's clientMessageId, if any. */
   findExchange(userId: string, clientMessageId: string): Promise<SavedExchange | null>;
   /** The user's message's state; null when it is missing or not theirs. */
@@ -130,8 +157,8 @@ export interface ReplyStore {
   /** The state of a message whatever its owner; null when it is gone. */
   replyStateById(messageId: string): Promise<ReplyState | null>;
   replyOwner(messageId: string): Promise<{ userId: string; conversationId: string; content: string } | null>;
-  /** Saves how a reply ended, unless it already ended; returns how many rows changed. */
-  saveReplyEnd(messageId: string, end: ReplyEnd): Promise<number>;
+  /** Saves how a reply of the conversation ended, unless it already ended. */
+  saveReplyEnd(messageId: string, conversationId: string, end: ReplyEnd): Promise<SavedReplyEnd>;
   /** The prompt metadata of a reply that someone else ended. */
   saveReplyPrompt(messageId: string, metadata: JsonObject, promptTokens: number | null): Promise<void>;
   renewLeases(messageIds: string[], until: Date): Promise<void>;

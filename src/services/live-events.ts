@@ -1,0 +1,168 @@
+// Conversation and viewer events: what each write tells the other tabs and devices of its user.
+// The store hands out each event's seq in the write that makes the change visible; this service
+// publishes the events once the write has committed, without the writer waiting for Redis, and
+// follows a feed for a subscriber with the same guarantees as messageStream.
+import type { Viewer } from '../auth.ts';
+import { badInput, notFound } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import { ConversationEventKind, ViewerEventKind } from '../model.ts';
+import type { Message, MessageQuery } from '../store/rows.ts';
+import type { Store } from '../store/store.ts';
+import { abortable } from '../streaming/abortable.ts';
+import { conversationFeed, followFeed, viewerFeed, type ChangeFeed, type FeedEvent, type FeedLimits } from '../streaming/change-feed.ts';
+import { isStorableText } from './input.ts';
+
+export interface ConversationEvent {
+  seq: number;
+  kind: ConversationEventKind;
+  conversationId: string;
+  messageId: string | null;
+}
+
+export interface ViewerEvent {
+  seq: number;
+  kind: ViewerEventKind;
+  conversationId: string;
+}
+
+export interface LiveEventOptions extends FeedLimits {
+  /** How long an event published late by another instance is waited for before it counts as lost. */
+  gapWaitMs: number;
+}
+
+const CONVERSATION_KINDS = new Set<string>(Object.values(ConversationEventKind));
+const VIEWER_KINDS = new Set<string>(Object.values(ViewerEventKind));
+/** The largest seq a database INT column holds. */
+const MAX_SEQ = 2 ** 31 - 1;
+
+/** What writers call after their write: each call publishes in the background. */
+export interface EventPublisher {
+  conversation(conversationId: string, events: { seq: number; kind: ConversationEventKind; messageId?: string | null }[]): void;
+  viewer(userId: string, event: { seq: number; kind: ViewerEventKind; conversationId: string }): void;
+}
+
+/** For parts run without subscribers (unit tests of a writer). */
+export const noEvents: EventPublisher = { conversation() {}, viewer() {} };
+
+export class LiveEvents implements EventPublisher {
+  private failing = false;
+
+  constructor(
+    private readonly store: Store,
+    private readonly feed: ChangeFeed,
+    private readonly options: LiveEventOptions,
+    private readonly logger: Logger,
+  ) {}
+
+  conversation(conversationId: string, events: { seq: number; kind: ConversationEventKind; messageId?: string | null }[]): void {
+    if (events.length === 0) return;
+    this.send(
+      conversationFeed(conversationId),
+      events.map((e) => ({ seq: e.seq, kind: e.kind, conversationId, messageId: e.messageId ?? null })),
+    );
+  }
+
+  viewer(userId: string, event: { seq: number; kind: ViewerEventKind; conversationId: string }): void {
+    this.send(viewerFeed(userId), [{ ...event, messageId: null }]);
+  }
+
+  /** Not awaited by the writer: the database holds the change, and a lost event becomes a RESYNC. */
+  private send(name: string, events: FeedEvent[]): void {
+    this.feed.publish(name, events).then(
+      () => {
+        if (this.failing) this.logger.info('conversation events are published again');
+        this.failing = false;
+      },
+      (error: unknown) => {
+        if (!this.failing) this.logger.warn({ err: error }, 'could not publish conversation events; subscribers will be told to refetch');
+        this.failing = true;
+      },
+    );
+  }
+
+  /** The viewer's newest viewer event seq, -1 before the first. */
+  viewerEventSeq(viewer: Viewer): Promise<number> {
+    return this.store.viewerEventSeq(viewer.userId);
+  }
+
+  /** The conversation's STREAMING messages: what a tab opening mid-reply follows with messageStream. */
+  generating(viewer: Viewer, conversationId: string, query: MessageQuery = {}): Promise<Message[]> {
+    return this.store.generatingMessages(viewer.userId, conversationId, query);
+  }
+
+  /**
+   * The events of the viewer's conversation after `afterSeq` (omitted: from now on). A missing or
+   * foreign conversation is NOT_FOUND before anything is listened to.
+   */
+  async followConversation(viewer: Viewer, conversationId: string, afterSeq: number | null | undefined, shutdown: AbortSignal): Promise<AsyncGenerator<ConversationEvent>> {
+    if (!isStorableText(conversationId)) throw notFound('conversation');
+    const current = await this.store.conversationEventSeq(viewer.userId, conversationId);
+    if (current === null) throw notFound('conversation');
+    const from = checkedAfterSeq(afterSeq, current);
+    const events = abortable(
+      (signal) =>
+        followFeed(this.feed, conversationFeed(conversationId), {
+          afterSeq: from,
+          currentSeq: () => this.store.conversationEventSeq(viewer.userId, conversationId),
+          limits: this.options,
+          gapWaitMs: this.options.gapWaitMs,
+          accepts: (event) => CONVERSATION_KINDS.has(event.kind) && event.kind !== ConversationEventKind.RESYNC && event.conversationId === conversationId,
+          isLast: (event) => event.kind === ConversationEventKind.DELETED,
+          gone: (seq) => ({ seq, kind: ConversationEventKind.DELETED, conversationId, messageId: null }),
+          signal,
+        }),
+      shutdown,
+    );
+    return mapped(events, (event) => ({ ...event, conversationId, kind: event.kind as ConversationEventKind }));
+  }
+
+  /** Changes to the viewer's list of conversations after `afterSeq` (omitted: from now on). */
+  async followViewer(viewer: Viewer, afterSeq: number | null | undefined, shutdown: AbortSignal): Promise<AsyncGenerator<ViewerEvent>> {
+    const current = await this.store.viewerEventSeq(viewer.userId);
+    const from = checkedAfterSeq(afterSeq, current);
+    const events = abortable(
+      (signal) =>
+        followFeed(this.feed, viewerFeed(viewer.userId), {
+          afterSeq: from,
+          currentSeq: () => this.store.viewerEventSeq(viewer.userId),
+          limits: this.options,
+          gapWaitMs: this.options.gapWaitMs,
+          accepts: (event) => VIEWER_KINDS.has(event.kind) && event.kind !== ViewerEventKind.RESYNC && event.conversationId !== '',
+          isLast: () => false,
+          // A user's feed is never gone.
+          gone: (seq) => ({ seq, kind: ViewerEventKind.RESYNC, conversationId: '', messageId: null }),
+          signal,
+        }),
+      shutdown,
+    );
+    return mapped(events, (event) => ({ seq: event.seq, kind: event.kind as ViewerEventKind, conversationId: event.conversationId }));
+  }
+}
+
+/** afterSeq as the last seq the client has: -1 for none, at most the newest; omitted means the newest. */
+function checkedAfterSeq(afterSeq: number | null | undefined, current: number): number {
+  if (afterSeq === null || afterSeq === undefined) return current;
+  if (afterSeq < -1 || afterSeq > MAX_SEQ) throw badInput('afterSeq', `must be between -1 and the newest seq (${current})`);
+  if (afterSeq > current) throw badInput('afterSeq', `must be between -1 and the newest seq (${current})`);
+  return afterSeq;
+}
+
+/** Maps each event, passing `return()` through at once, so an unsubscribe stops the follower. */
+function mapped<T>(events: AsyncGenerator<FeedEvent>, map: (event: FeedEvent) => T): AsyncGenerator<T> {
+  const iterator: AsyncGenerator<T> = {
+    async next() {
+      const step = await events.next();
+      return step.done ? { done: true, value: undefined } : { done: false, value: map(step.value) };
+    },
+    async return() {
+      await events.return(undefined);
+      return { done: true, value: undefined };
+    },
+    async throw(error) {
+      await events.throw(error);
+      return { done: true, value: undefined };
+    },
+    [Symbol.asyncIterator]: () => iterator,
+  };
+  return iterator;
+}

@@ -1,0 +1,176 @@
+// Change feeds: numbered events of one conversation or one user's conversation list, kept in a
+// bounded replay log and fanned out live. Seqs are handed out by the database in the write that
+// makes each change visible; a feed only carries them, in any order, and keeps them sorted.
+import type { StopSignal } from './abortable.ts';
+
+export interface FeedEvent {
+  seq: number;
+  kind: string;
+  conversationId: string;
+  messageId: string | null;
+}
+
+export interface ChangeFeed {
+  /** Logs the events of `feed` and sends them to its listeners on every instance. */
+  publish(feed: string, events: FeedEvent[]): Promise<void>;
+  /** Logged events with seq > afterSeq, in seq order. */
+  read(feed: string, afterSeq: number): Promise<FeedEvent[]>;
+  /** Live events of the feed, from the moment the returned promise resolves. */
+  listen(feed: string, onEvent: (event: FeedEvent) => void): Promise<() => void>;
+  /** Called when live events may have been missed (the connection to the other instances came back). */
+  onReconnect(handler: () => void): () => void;
+  close(): Promise<void>;
+}
+
+export interface FeedLimits {
+  /** Events kept per feed; older ones are dropped first. */
+  maxEvents: number;
+  /** How long a feed's log lives after its last event. */
+  ttlMs: number;
+}
+
+export const conversationFeed = (conversationId: string): string => `c:${conversationId}`;
+export const viewerFeed = (userId: string): string => `u:${userId}`;
+
+export const encodeFeedEvent = (event: FeedEvent): string => JSON.stringify([event.seq, event.kind, event.conversationId, event.messageId]);
+
+/** A logged or published event; undefined for anything else (the log is Redis's, read back after who knows what). */
+export function decodeFeedEvent(text: string): FeedEvent | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(value) || value.length !== 4) return undefined;
+  const [seq, kind, conversationId, messageId] = value as unknown[];
+  if (!Number.isSafeInteger(seq) || (seq as number) < 0 || typeof kind !== 'string' || typeof conversationId !== 'string') return undefined;
+  if (messageId !== null && typeof messageId !== 'string') return undefined;
+  return { seq: seq as number, kind, conversationId, messageId };
+}
+
+/** The event that tells a subscriber to refetch: the next event after it has seq + 1. */
+export const RESYNC = 'RESYNC';
+
+export interface FollowFeedOptions {
+  /** The last seq the subscriber has. */
+  afterSeq: number;
+  /** The newest seq as the database has it now; null once the feed's subject is gone. */
+  currentSeq: () => Promise<number | null>;
+  limits: FeedLimits;
+  /** How long a missing event may be in flight (published late by another instance) before it counts as lost. */
+  gapWaitMs: number;
+  /** Whether an event belongs to this feed; one that does not counts as missing (a RESYNC, never a silent gap). */
+  accepts: (event: FeedEvent) => boolean;
+  /** Whether the subscription ends after this event. */
+  isLast: (event: FeedEvent) => boolean;
+  /** The event that ends the subscription when its subject turned out to be gone and its last event was lost. */
+  gone: (seq: number) => FeedEvent;
+  signal: StopSignal;
+}
+
+/**
+ * Follows one feed for one subscriber: logged events after `afterSeq`, then live ones, each once
+ * and in seq order. An event that cannot be had (past the log's bounds, or lost while Redis was
+ * away) is never skipped silently: the subscriber gets one RESYNC carrying the database's newest
+ * seq, then the events after it.
+ */
+export async function* followFeed(feed: ChangeFeed, name: string, options: FollowFeedOptions): AsyncGenerator<FeedEvent> {
+  let next = options.afterSeq + 1;
+  const live = new Map<number, FeedEvent>();
+  let wake: (() => void) | undefined;
+  let missedLive = false;
+  const stopListening = await feed
+    .listen(name, (event) => {
+      if (event.seq >= next && options.accepts(event)) live.set(event.seq, event);
+      wake?.();
+    })
+    .catch(() => () => {});
+  const stopReconnect = feed.onReconnect(() => {
+    missedLive = true;
+    wake?.();
+  });
+  options.signal.onAbort = () => wake?.();
+  const read = () => feed.read(name, next - 1).then((events) => events.filter(options.accepts), () => [] as FeedEvent[]);
+  // The newest seq known to exist: events up to it are owed to the subscriber.
+  let owed = await options.currentSeq();
+
+  // Until a live event, a reconnect or the stop; after `ms` too, when given.
+  const sleep = (ms?: number) =>
+    new Promise<void>((resolve) => {
+      const timer = ms === undefined ? undefined : setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        wake = undefined;
+        resolve();
+      }
+      wake = done;
+    });
+
+  try {
+    if (owed === null) return yield options.gone(next);
+    if (owed - options.afterSeq > options.limits.maxEvents) {
+      // Older than the log holds at most: no need to look.
+      yield { seq: owed, kind: RESYNC, conversationId: '', messageId: null };
+      next = owed + 1;
+    }
+    let gapSince: number | undefined;
+    for (;;) {
+      if (options.signal.aborted) return;
+      // Live events that continue the sequence go out first.
+      while (live.has(next)) {
+        const event = live.get(next)!;
+        live.delete(next);
+        next++;
+        yield event;
+        if (options.isLast(event)) return;
+        if (options.signal.aborted) return;
+      }
+      for (const seq of live.keys()) if (seq < next) live.delete(seq);
+      if (missedLive) {
+        missedLive = false;
+        const current = await options.currentSeq();
+        if (current === null) owed = Math.max(owed, next);
+        else owed = Math.max(owed, current);
+        if (current === null && next > owed) return yield options.gone(next);
+      }
+      for (const seq of live.keys()) owed = Math.max(owed, seq - 1);
+      if (next > owed) {
+        gapSince = undefined;
+        // Idle: no timer, so an idle subscription costs its listener and this closure only.
+        await sleep();
+        continue;
+      }
+      // Events up to `owed` exist: the log has them, or they are still on their way.
+      let delivered = false;
+      for (const event of await read()) {
+        if (event.seq !== next) continue;
+        next++;
+        delivered = true;
+        yield event;
+        if (options.isLast(event)) return;
+        if (options.signal.aborted) return;
+      }
+      if (delivered) {
+        gapSince = undefined;
+        continue;
+      }
+      gapSince ??= Date.now();
+      if (Date.now() - gapSince < options.gapWaitMs) {
+        await sleep(Math.min(50, options.gapWaitMs));
+        continue;
+      }
+      gapSince = undefined;
+      const current = await options.currentSeq();
+      if (current === null) return yield options.gone(next);
+      const resyncAt = Math.max(current, owed);
+      yield { seq: resyncAt, kind: RESYNC, conversationId: '', messageId: null };
+      next = resyncAt + 1;
+      owed = resyncAt;
+    }
+  } finally {
+    options.signal.onAbort = undefined;
+    stopReconnect();
+    stopListening();
+  }
+}
