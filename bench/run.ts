@@ -357,11 +357,18 @@ async function streaming(database: TestDatabase, model: FakeModel) {
 // 6 ─ idle subscriptions ────────────────────────────────────────────────────────────────────
 async function idleSubscriptions(database: TestDatabase, model: FakeModel) {
   const count = size(2000, 50);
-  const query = 'subscription($id: ID!) { messageStream(messageId: $id) { seq delta done } }';
+  // The subscriptions measured: a reply's stream on both transports, and the conversation and
+  // viewer events a chat app keeps open per tab, on graphql-ws.
+  const kinds = [
+    { name: 'messageStream', query: 'subscription($id: ID!) { messageStream(messageId: $id) { seq delta done } }', transports: ['graphql-ws', 'sse'] as const },
+    { name: 'conversationEvents', query: 'subscription($conversationId: ID!) { conversationEvents(conversationId: $conversationId) { seq kind } }', transports: ['graphql-ws'] as const },
+    { name: 'viewerEvents', query: 'subscription { viewerEvents { seq kind } }', transports: ['graphql-ws'] as const },
+  ];
+  let query = kinds[0]!.query;
   // A subscription that ended (an error, a completion, a closed socket) holds no memory: the
   // measurement only counts if none did.
   let ended: string[] = [];
-  const open = (transport: 'graphql-ws' | 'sse', url: string, id: string, onOpen: () => void): (() => void) => {
+  const open = (transport: 'graphql-ws' | 'sse', url: string, variables: Record<string, string>, onOpen: () => void): (() => void) => {
     if (transport === 'graphql-ws') {
       let disposed = false;
       const client = createClient({
@@ -372,7 +379,7 @@ async function idleSubscriptions(database: TestDatabase, model: FakeModel) {
         on: { connected: onOpen, closed: (event) => void (disposed || ended.push(`socket closed ${(event as { code?: number }).code}`)) },
       });
       client.subscribe(
-        { query, variables: { id } },
+        { query, variables },
         { next: (r) => void ended.push(`event ${JSON.stringify(r).slice(0, 200)}`), error: (e) => void ended.push(`error ${JSON.stringify(e).slice(0, 200)}`), complete: () => void (disposed || ended.push('completed')) },
       );
       return () => {
@@ -381,7 +388,7 @@ async function idleSubscriptions(database: TestDatabase, model: FakeModel) {
       };
     }
     const controller = new AbortController();
-    void fetch(`${url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream' }, body: JSON.stringify({ query, variables: { id } }), signal: controller.signal })
+    void fetch(`${url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream' }, body: JSON.stringify({ query, variables }), signal: controller.signal })
       .then(async (res) => {
         if (res.status !== 200 || !res.body) return void ended.push(`sse status ${res.status}`);
         onOpen();
@@ -397,11 +404,11 @@ async function idleSubscriptions(database: TestDatabase, model: FakeModel) {
       .catch((error) => void (controller.signal.aborted || ended.push(`sse ${error}`)));
     return () => controller.abort();
   };
-  const openMany = async (transport: 'graphql-ws' | 'sse', url: string, id: string, n: number) => {
+  const openMany = async (transport: 'graphql-ws' | 'sse', url: string, variables: Record<string, string>, n: number) => {
     let acked = 0;
     const closers: (() => void)[] = [];
     for (let i = 0; i < n; i++) {
-      closers.push(open(transport, url, id, () => acked++));
+      closers.push(open(transport, url, variables, () => acked++));
       if (i % 100 === 99) await sleep(20);
     }
     const deadline = Date.now() + 30_000;
@@ -409,19 +416,23 @@ async function idleSubscriptions(database: TestDatabase, model: FakeModel) {
     if (acked < n) throw new Error(`idle subscriptions: only ${acked} of ${n} ${transport} subscriptions opened`);
     return () => closers.forEach((close) => close());
   };
-  const perSubscription: Record<'graphql-ws' | 'sse', number[]> = { 'graphql-ws': [], sse: [] };
+  const perSubscription: Record<string, number[]> = {};
   for (let run = 0; run < RUNS; run++) {
-    for (const transport of ['graphql-ws', 'sse'] as const) {
+    for (const kind of kinds) for (const transport of kind.transports) {
+      query = kind.query;
       const parley = await startService('parley', PARLEY, parleyEnv(database, model, withRedis), { inspect: true });
       model.setDefault({ tokens: ['never'], stallAfter: 0 });
-      const sent = await gql<{ sendMessage: { assistantMessage: { id: string } } }>(parley.url, 'mutation { sendMessage(input: { content: "idle" }) { assistantMessage { id } } }');
-      const id = sent.sendMessage.assistantMessage.id;
+      const sent = await gql<{ sendMessage: { conversation: { id: string }; assistantMessage: { id: string } } }>(
+        parley.url,
+        'mutation { sendMessage(input: { content: "idle" }) { conversation { id } assistantMessage { id } } }',
+      );
+      const variables: Record<string, string> = kind.name === 'messageStream' ? { id: sent.sendMessage.assistantMessage.id } : kind.name === 'conversationEvents' ? { conversationId: sent.sendMessage.conversation.id } : {};
       ended = [];
       // The cost of one more subscription on a server that already holds `count` of them: the
       // first ones also compile code, fill caches and grow the heap's spaces, which every later
       // one shares. Measured from a fresh process instead, the heap's own resizing made readings
       // swing from -4 to +15 KB.
-      const closeFirst = await openMany(transport, parley.url, id, count);
+      const closeFirst = await openMany(transport, parley.url, variables, count);
       await sleep(1000);
       // Memory is compared after a full collection on both sides: uncollected garbage is not
       // memory that idle subscriptions hold, and it made single readings swing by ±8 KB. Before
@@ -432,10 +443,10 @@ async function idleSubscriptions(database: TestDatabase, model: FakeModel) {
       await sleep(1500);
       await parley.collectGarbage();
       const before = rssBytes(parley.pid);
-      const closeSecond = await openMany(transport, parley.url, id, count);
+      const closeSecond = await openMany(transport, parley.url, variables, count);
       await sleep(1000);
       await parley.collectGarbage();
-      perSubscription[transport].push((rssBytes(parley.pid) - before) / count / 1024);
+      (perSubscription[`${kind.name} ${transport}`] ??= []).push((rssBytes(parley.pid) - before) / count / 1024);
       if (ended.length > 0) throw new Error(`idle subscriptions: ${ended.length} of ${2 * count} ${transport} subscriptions ended early, e.g. ${ended.slice(0, 3).join('; ')}`);
       closeFirst();
       closeSecond();
@@ -443,8 +454,8 @@ async function idleSubscriptions(database: TestDatabase, model: FakeModel) {
     }
   }
   raw.idleSubscriptions = perSubscription;
-  const ws = spread(perSubscription['graphql-ws']);
-  const sse = spread(perSubscription.sse);
+  const ws = spread(perSubscription['messageStream graphql-ws']!);
+  const sse = spread(perSubscription['messageStream sse']!);
   record({
     scenario: '6 idle subscriptions',
     metric: 'KB RSS each (graphql-ws)',
@@ -452,8 +463,21 @@ async function idleSubscriptions(database: TestDatabase, model: FakeModel) {
     baseline: null,
     target: '≤ 16 KB',
     met: ws.median > 0 && ws.median <= 16,
-    detail: `${count} subscriptions, RSS after a full GC; graphql-ws ${fmt(ws.min)}–${fmt(ws.max)} KB; SSE ${fmt(sse.median)} KB (${fmt(sse.min)}–${fmt(sse.max)})`,
+    detail: `${count} messageStream subscriptions, RSS after a full GC; graphql-ws ${fmt(ws.min)}–${fmt(ws.max)} KB; SSE ${fmt(sse.median)} KB (${fmt(sse.min)}–${fmt(sse.max)})`,
   });
+  // Issue 12: an idle conversation or viewer subscription costs no more than an idle messageStream.
+  for (const name of ['conversationEvents', 'viewerEvents']) {
+    const each = spread(perSubscription[`${name} graphql-ws`]!);
+    record({
+      scenario: `6 idle ${name}`,
+      metric: 'KB RSS each (graphql-ws)',
+      parley: each.median,
+      baseline: ws.median,
+      target: '≤ 16 KB',
+      met: each.median > 0 && each.median <= 16,
+      detail: `${count} subscriptions, RSS after a full GC; ${fmt(each.min)}–${fmt(each.max)} KB; baseline = idle messageStream on graphql-ws`,
+    });
+  }
 }
 
 // 7 ─ sendMessage round trip ────────────────────────────────────────────────────────────────

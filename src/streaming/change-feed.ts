@@ -15,7 +15,10 @@ export interface ChangeFeed {
   publish(feed: string, events: FeedEvent[]): Promise<void>;
   /** Logged events with seq > afterSeq, in seq order. */
   read(feed: string, afterSeq: number): Promise<FeedEvent[]>;
-  /** Live events of the feed, from the moment the returned promise resolves. */
+  /**
+   * Live events of the feed, from the moment the returned promise resolves; while the connection
+   * to the other instances is away, from the moment `onReconnect` handlers are called.
+   */
   listen(feed: string, onEvent: (event: FeedEvent) => void): Promise<() => void>;
   /** Called when live events may have been missed (the connection to the other instances came back). */
   onReconnect(handler: () => void): () => void;

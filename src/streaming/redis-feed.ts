@@ -39,11 +39,21 @@ export class RedisFeed implements ChangeFeed {
     subscriber.on('close', () => {
       this.lostConnection = true;
     });
-    // ioredis subscribes to every channel again on reconnect; what was published meanwhile is lost.
+    // What was published while the connection was away is lost: followers are told, once the
+    // channels are subscribed again (ioredis renews its own, and a SUBSCRIBE that failed is sent anew).
     subscriber.on('ready', () => {
       if (!this.lostConnection) return;
       this.lostConnection = false;
-      for (const handler of this.reconnectHandlers) handler();
+      const channels = [...this.channels.keys()];
+      const resubscribed = channels.length > 0 ? subscriber.subscribe(...channels) : Promise.resolve();
+      resubscribed.then(
+        () => {
+          for (const handler of this.reconnectHandlers) handler();
+        },
+        () => {
+          this.lostConnection = true;
+        },
+      );
     });
     subscriber.on('message', (channel: string, message: string) => {
       const listeners = this.channels.get(channel);
@@ -92,9 +102,10 @@ export class RedisFeed implements ChangeFeed {
     try {
       // Awaited by every caller: nothing published after this returns is missed.
       await this.options.subscriber.subscribe(channel);
-    } catch (error) {
-      stop();
-      throw error;
+    } catch {
+      // Redis is away: the listener stays, its channel is subscribed when Redis is back, and the
+      // follower is then told to look for what it missed.
+      this.lostConnection = true;
     }
     return stop;
   }
