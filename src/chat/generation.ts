@@ -108,7 +108,7 @@ export class Generations {
 
   /** Returns how the reply ended, or undefined when another party ended it. */
   private async run(message: Message, userMessage: Message, settings: ModelSettings, generation: Generation): Promise<Outcome['status'] | undefined> {
-    const { broker, cache, store, flushes, finalizer, logger } = this.deps;
+    const { broker, flushes, finalizer, logger } = this.deps;
     const { controller } = generation;
     let seq = 0;
     let buffer = '';
@@ -194,8 +194,8 @@ export class Generations {
         // Another party ended the reply: its metadata still records the prompt.
         if (generation.metadata) {
           const metadata = generation.metadata;
-          await cache
-            .writing(message.userId, message.conversationId, () => store.saveReplyPrompt(message.id, metadata, promptTokens))
+          await finalizer
+            .savePrompt(message.id, message, metadata, promptTokens)
             .catch((error) => logger.warn({ err: error, messageId: message.id }, 'could not save the metadata of a stopped reply'));
         }
         return undefined;
