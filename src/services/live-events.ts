@@ -9,7 +9,7 @@ import { ConversationEventKind, ViewerEventKind } from '../model.ts';
 import type { Message, MessageQuery } from '../store/rows.ts';
 import type { Store } from '../store/store.ts';
 import { abortable } from '../streaming/abortable.ts';
-import { conversationFeed, followFeed, viewerFeed, type ChangeFeed, type FeedEvent, type FeedLimits } from '../streaming/change-feed.ts';
+import { conversationFeed, followFeed, viewerFeed, type ChangeFeed, type FeedEvent, type FeedKind, type FeedLimits } from '../streaming/change-feed.ts';
 import { isStorableText } from './input.ts';
 
 export interface ConversationEvent {
@@ -32,6 +32,19 @@ export interface LiveEventOptions extends FeedLimits {
 
 const CONVERSATION_KINDS = new Set<string>(Object.values(ConversationEventKind));
 const VIEWER_KINDS = new Set<string>(Object.values(ViewerEventKind));
+const CONVERSATION_FEED: FeedKind = {
+  accepts: (event, conversationId) => CONVERSATION_KINDS.has(event.kind) && event.kind !== ConversationEventKind.RESYNC && event.conversationId === conversationId,
+  isLast: (event) => event.kind === ConversationEventKind.DELETED,
+  gone: (seq, conversationId) => ({ seq, kind: ConversationEventKind.DELETED, conversationId, messageId: null }),
+};
+
+const VIEWER_FEED: FeedKind = {
+  accepts: (event) => VIEWER_KINDS.has(event.kind) && event.kind !== ViewerEventKind.RESYNC && event.conversationId !== '',
+  isLast: () => false,
+  // A user's feed is never gone.
+  gone: (seq) => ({ seq, kind: ViewerEventKind.RESYNC, conversationId: '', messageId: null }),
+};
+
 /** The largest seq a database INT column holds. */
 const MAX_SEQ = 2 ** 31 - 1;
 
@@ -106,14 +119,14 @@ export class LiveEvents implements EventPublisher {
           currentSeq: () => this.store.conversationEventSeq(viewer.userId, conversationId),
           limits: this.options,
           gapWaitMs: this.options.gapWaitMs,
-          accepts: (event) => CONVERSATION_KINDS.has(event.kind) && event.kind !== ConversationEventKind.RESYNC && event.conversationId === conversationId,
-          isLast: (event) => event.kind === ConversationEventKind.DELETED,
-          gone: (seq) => ({ seq, kind: ConversationEventKind.DELETED, conversationId, messageId: null }),
+          kind: CONVERSATION_FEED,
+          subject: conversationId,
           signal,
         }),
       shutdown,
     );
-    return mapped(events, (event) => ({ ...event, conversationId, kind: event.kind as ConversationEventKind }));
+    // Accepted events are ConversationEvents: their kind and conversation were checked.
+    return events as AsyncGenerator<ConversationEvent>;
   }
 
   /** Changes to the viewer's list of conversations after `afterSeq` (omitted: from now on). */
@@ -127,15 +140,13 @@ export class LiveEvents implements EventPublisher {
           currentSeq: () => this.store.viewerEventSeq(viewer.userId),
           limits: this.options,
           gapWaitMs: this.options.gapWaitMs,
-          accepts: (event) => VIEWER_KINDS.has(event.kind) && event.kind !== ViewerEventKind.RESYNC && event.conversationId !== '',
-          isLast: () => false,
-          // A user's feed is never gone.
-          gone: (seq) => ({ seq, kind: ViewerEventKind.RESYNC, conversationId: '', messageId: null }),
+          kind: VIEWER_FEED,
+          subject: viewer.userId,
           signal,
         }),
       shutdown,
     );
-    return mapped(events, (event) => ({ seq: event.seq, kind: event.kind as ViewerEventKind, conversationId: event.conversationId }));
+    return events as AsyncGenerator<ViewerEvent>;
   }
 }
 
@@ -145,24 +156,4 @@ function checkedAfterSeq(afterSeq: number | null | undefined, current: number): 
   if (afterSeq < -1 || afterSeq > MAX_SEQ) throw badInput('afterSeq', `must be between -1 and the newest seq (${current})`);
   if (afterSeq > current) throw badInput('afterSeq', `must be between -1 and the newest seq (${current})`);
   return afterSeq;
-}
-
-/** Maps each event, passing `return()` through at once, so an unsubscribe stops the follower. */
-function mapped<T>(events: AsyncGenerator<FeedEvent>, map: (event: FeedEvent) => T): AsyncGenerator<T> {
-  const iterator: AsyncGenerator<T> = {
-    async next() {
-      const step = await events.next();
-      return step.done ? { done: true, value: undefined } : { done: false, value: map(step.value) };
-    },
-    async return() {
-      await events.return(undefined);
-      return { done: true, value: undefined };
-    },
-    async throw(error) {
-      await events.throw(error);
-      return { done: true, value: undefined };
-    },
-    [Symbol.asyncIterator]: () => iterator,
-  };
-  return iterator;
 }

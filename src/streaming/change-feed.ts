@@ -55,20 +55,27 @@ export function decodeFeedEvent(text: string): FeedEvent | undefined {
 /** The event that tells a subscriber to refetch: the next event after it has seq + 1. */
 export const RESYNC = 'RESYNC';
 
+/** What sets one family of feeds apart: one object per family, shared by all its subscribers. */
+export interface FeedKind {
+  /** Whether an event belongs to the subject's feed; one that does not counts as missing (a RESYNC, never a silent gap). */
+  accepts(event: FeedEvent, subject: string): boolean;
+  /** Whether the subscription ends after this event. */
+  isLast(event: FeedEvent): boolean;
+  /** The event that ends the subscription when its subject turned out to be gone and its last event was lost. */
+  gone(seq: number, subject: string): FeedEvent;
+}
+
 export interface FollowFeedOptions {
   /** The last seq the subscriber has. */
   afterSeq: number;
+  kind: FeedKind;
+  /** What the feed is of: a conversation id, a user id. */
+  subject: string;
   /** The newest seq as the database has it now; null once the feed's subject is gone. */
   currentSeq: () => Promise<number | null>;
   limits: FeedLimits;
   /** How long a missing event may be in flight (published late by another instance) before it counts as lost. */
   gapWaitMs: number;
-  /** Whether an event belongs to this feed; one that does not counts as missing (a RESYNC, never a silent gap). */
-  accepts: (event: FeedEvent) => boolean;
-  /** Whether the subscription ends after this event. */
-  isLast: (event: FeedEvent) => boolean;
-  /** The event that ends the subscription when its subject turned out to be gone and its last event was lost. */
-  gone: (seq: number) => FeedEvent;
   signal: StopSignal;
 }
 
@@ -79,13 +86,14 @@ export interface FollowFeedOptions {
  * seq, then the events after it.
  */
 export async function* followFeed(feed: ChangeFeed, name: string, options: FollowFeedOptions): AsyncGenerator<FeedEvent> {
+  const { kind, subject } = options;
   let next = options.afterSeq + 1;
   const live = new Map<number, FeedEvent>();
   let wake: (() => void) | undefined;
   let missedLive = false;
   const stopListening = await feed
     .listen(name, (event) => {
-      if (event.seq >= next && options.accepts(event)) live.set(event.seq, event);
+      if (event.seq >= next && kind.accepts(event, subject)) live.set(event.seq, event);
       wake?.();
     })
     .catch(() => () => {});
@@ -94,7 +102,11 @@ export async function* followFeed(feed: ChangeFeed, name: string, options: Follo
     wake?.();
   });
   options.signal.onAbort = () => wake?.();
-  const read = () => feed.read(name, next - 1).then((events) => events.filter(options.accepts), () => [] as FeedEvent[]);
+  const read = () =>
+    feed.read(name, next - 1).then(
+      (events) => events.filter((event) => kind.accepts(event, subject)),
+      () => [] as FeedEvent[],
+    );
   // The newest seq known to exist: events up to it are owed to the subscriber.
   let owed = await options.currentSeq();
 
@@ -111,7 +123,7 @@ export async function* followFeed(feed: ChangeFeed, name: string, options: Follo
     });
 
   try {
-    if (owed === null) return yield options.gone(next);
+    if (owed === null) return yield kind.gone(next, subject);
     if (owed - options.afterSeq > options.limits.maxEvents) {
       // Older than the log holds at most: no need to look.
       yield { seq: owed, kind: RESYNC, conversationId: '', messageId: null };
@@ -126,7 +138,7 @@ export async function* followFeed(feed: ChangeFeed, name: string, options: Follo
         live.delete(next);
         next++;
         yield event;
-        if (options.isLast(event)) return;
+        if (kind.isLast(event)) return;
         if (options.signal.aborted) return;
       }
       for (const seq of live.keys()) if (seq < next) live.delete(seq);
@@ -135,7 +147,7 @@ export async function* followFeed(feed: ChangeFeed, name: string, options: Follo
         const current = await options.currentSeq();
         if (current === null) owed = Math.max(owed, next);
         else owed = Math.max(owed, current);
-        if (current === null && next > owed) return yield options.gone(next);
+        if (current === null && next > owed) return yield kind.gone(next, subject);
       }
       for (const seq of live.keys()) owed = Math.max(owed, seq - 1);
       if (next > owed) {
@@ -151,7 +163,7 @@ export async function* followFeed(feed: ChangeFeed, name: string, options: Follo
         next++;
         delivered = true;
         yield event;
-        if (options.isLast(event)) return;
+        if (kind.isLast(event)) return;
         if (options.signal.aborted) return;
       }
       if (delivered) {
@@ -165,7 +177,7 @@ export async function* followFeed(feed: ChangeFeed, name: string, options: Follo
       }
       gapSince = undefined;
       const current = await options.currentSeq();
-      if (current === null) return yield options.gone(next);
+      if (current === null) return yield kind.gone(next, subject);
       const resyncAt = Math.max(current, owed);
       yield { seq: resyncAt, kind: RESYNC, conversationId: '', messageId: null };
       next = resyncAt + 1;
