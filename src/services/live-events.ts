@@ -36,6 +36,7 @@ const CONVERSATION_FEED: FeedKind = {
   accepts: (event, conversationId) => CONVERSATION_KINDS.has(event.kind) && event.kind !== ConversationEventKind.RESYNC && event.conversationId === conversationId,
   isLast: (event) => event.kind === ConversationEventKind.DELETED,
   gone: (seq, conversationId) => ({ seq, kind: ConversationEventKind.DELETED, conversationId, messageId: null }),
+  resync: (seq, conversationId) => ({ seq, kind: ConversationEventKind.RESYNC, conversationId, messageId: null }),
 };
 
 const VIEWER_FEED: FeedKind = {
@@ -43,6 +44,7 @@ const VIEWER_FEED: FeedKind = {
   isLast: () => false,
   // A user's feed is never gone.
   gone: (seq) => ({ seq, kind: ViewerEventKind.RESYNC, conversationId: '', messageId: null }),
+  resync: (seq) => ({ seq, kind: ViewerEventKind.RESYNC, conversationId: '', messageId: null }),
 };
 
 /** The largest seq a database INT column holds. */

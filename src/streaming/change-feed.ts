@@ -52,8 +52,6 @@ export function decodeFeedEvent(text: string): FeedEvent | undefined {
   return { seq: seq as number, kind, conversationId, messageId };
 }
 
-/** The event that tells a subscriber to refetch: the next event after it has seq + 1. */
-export const RESYNC = 'RESYNC';
 
 /** What sets one family of feeds apart: one object per family, shared by all its subscribers. */
 export interface FeedKind {
@@ -63,6 +61,8 @@ export interface FeedKind {
   isLast(event: FeedEvent): boolean;
   /** The event that ends the subscription when its subject turned out to be gone and its last event was lost. */
   gone(seq: number, subject: string): FeedEvent;
+  /** The RESYNC event of the subject's feed at `seq`. */
+  resync(seq: number, subject: string): FeedEvent;
 }
 
 export interface FollowFeedOptions {
@@ -126,7 +126,7 @@ export async function* followFeed(feed: ChangeFeed, name: string, options: Follo
     if (owed === null) return yield kind.gone(next, subject);
     if (owed - options.afterSeq > options.limits.maxEvents) {
       // Older than the log holds at most: no need to look.
-      yield { seq: owed, kind: RESYNC, conversationId: '', messageId: null };
+      yield kind.resync(owed, subject);
       next = owed + 1;
     }
     let gapSince: number | undefined;
@@ -179,7 +179,7 @@ export async function* followFeed(feed: ChangeFeed, name: string, options: Follo
       const current = await options.currentSeq();
       if (current === null) return yield kind.gone(next, subject);
       const resyncAt = Math.max(current, owed);
-      yield { seq: resyncAt, kind: RESYNC, conversationId: '', messageId: null };
+      yield kind.resync(resyncAt, subject);
       next = resyncAt + 1;
       owed = resyncAt;
     }

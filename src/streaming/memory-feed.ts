@@ -33,8 +33,12 @@ export class MemoryFeed implements ChangeFeed {
     for (const event of events) for (const listener of this.listeners.get(name) ?? []) listener(event);
   }
 
+  /**
+   * Copies: a live event reaches this instance's subscribers as one object, whose GraphQL result
+   * they share (shared-subscription-events.ts); a replay later must be executed anew.
+   */
   async read(name: string, afterSeq: number): Promise<FeedEvent[]> {
-    return (this.logs.get(name)?.events ?? []).filter((event) => event.seq > afterSeq);
+    return (this.logs.get(name)?.events ?? []).filter((event) => event.seq > afterSeq).map((event) => ({ ...event }));
   }
 
   async listen(name: string, onEvent: (event: FeedEvent) => void): Promise<() => void> {
