@@ -38,12 +38,6 @@ export class ReplyFinalizer {
     private readonly events: EventPublisher,
   ) {}
 
-  /** Saves the prompt metadata of a reply that someone else ended (a stop from any instance). */
-  async savePrompt(messageId: string, owner: { userId: string; conversationId: string }, metadata: JsonObject, promptTokens: number | null): Promise<void> {
-    const saved = await this.cache.writing(owner.userId, owner.conversationId, () => this.store.saveReplyPrompt(messageId, owner.conversationId, metadata, promptTokens));
-    if (saved.eventSeq !== null) this.events.conversation(owner.conversationId, [{ seq: saved.eventSeq, kind: 'MESSAGE_UPDATED', messageId }]);
-  }
-
   /**
    * Ends a reply: the first caller to seal its stream log saves the message and appends the
    * terminal event; everybody else returns false. Content is what was published, so it always

@@ -108,7 +108,7 @@ export class Generations {
 
   /** Returns how the reply ended, or undefined when another party ended it. */
   private async run(message: Message, userMessage: Message, settings: ModelSettings, generation: Generation): Promise<Outcome['status'] | undefined> {
-    const { broker, flushes, finalizer, logger } = this.deps;
+    const { broker, cache, store, flushes, finalizer, logger } = this.deps;
     const { controller } = generation;
     let seq = 0;
     let buffer = '';
@@ -191,11 +191,12 @@ export class Generations {
       const reason = controller.signal.reason;
       if (controller.signal.aborted && (reason === 'stopped' || reason === 'lost')) {
         await publishing;
-        // Another party ended the reply: its metadata still records the prompt.
+        // Another party ended the reply: its metadata still records the prompt. This is part of that
+        // end, not a change of its own: the end's one MESSAGE_UPDATED stands for both.
         if (generation.metadata) {
           const metadata = generation.metadata;
-          await finalizer
-            .savePrompt(message.id, message, metadata, promptTokens)
+          await cache
+            .writing(message.userId, message.conversationId, () => store.saveReplyPrompt(message.id, metadata, promptTokens))
             .catch((error) => logger.warn({ err: error, messageId: message.id }, 'could not save the metadata of a stopped reply'));
         }
         return undefined;

@@ -297,21 +297,12 @@ export class PrismaStore implements Store {
    * event seq is moved in raw SQL, so that its `updatedAt` stays: an ending reply does not
    * reorder the conversation list. Nothing to save rolls the seq back.
    */
-  saveReplyEnd(messageId: string, conversationId: string, end: ReplyEnd): Promise<SavedReplyEnd> {
-    return this.changeMessage(conversationId, (tx) => tx.message.updateMany({ where: { id: messageId, conversationId, status: 'STREAMING' }, data: replyEndData(end) }));
-  }
-
-  saveReplyPrompt(messageId: string, conversationId: string, metadata: JsonObject, promptTokens: number | null): Promise<SavedReplyEnd> {
-    return this.changeMessage(conversationId, (tx) => tx.message.updateMany({ where: { id: messageId, conversationId }, data: { metadata, promptTokens } }));
-  }
-
-  /** A change of one message of the conversation and its MESSAGE_UPDATED seq, or nothing at all. */
-  private async changeMessage(conversationId: string, change: (tx: Prisma.TransactionClient) => Promise<{ count: number }>): Promise<SavedReplyEnd> {
+  async saveReplyEnd(messageId: string, conversationId: string, end: ReplyEnd): Promise<SavedReplyEnd> {
     try {
       return await this.db.$transaction(async (tx) => {
         const moved = await tx.$executeRaw`UPDATE ${this.name('Conversation')} SET ${this.name('lastEventSeq')} = ${this.name('lastEventSeq')} + 1 WHERE ${this.name('id')} = ${conversationId}`;
         if (moved === 0) throw NOTHING_TO_SAVE;
-        const { count } = await change(tx);
+        const { count } = await tx.message.updateMany({ where: { id: messageId, conversationId, status: 'STREAMING' }, data: replyEndData(end) });
         if (count === 0) throw NOTHING_TO_SAVE;
         return { count, eventSeq: await this.conversationSeqIn(tx, conversationId) };
       });
@@ -319,6 +310,10 @@ export class PrismaStore implements Store {
       if (error === NOTHING_TO_SAVE) return { count: 0, eventSeq: null };
       throw error;
     }
+  }
+
+  async saveReplyPrompt(messageId: string, metadata: JsonObject, promptTokens: number | null): Promise<void> {
+    await this.db.message.updateMany({ where: { id: messageId }, data: { metadata, promptTokens } });
   }
 
   async renewLeases(messageIds: string[], until: Date): Promise<void> {

@@ -159,8 +159,8 @@ export interface ReplyStore {
   replyOwner(messageId: string): Promise<{ userId: string; conversationId: string; content: string } | null>;
   /** Saves how a reply of the conversation ended, unless it already ended. */
   saveReplyEnd(messageId: string, conversationId: string, end: ReplyEnd): Promise<SavedReplyEnd>;
-  /** The prompt metadata of a reply of the conversation that someone else ended. */
-  saveReplyPrompt(messageId: string, conversationId: string, metadata: JsonObject, promptTokens: number | null): Promise<SavedReplyEnd>;
+  /** The prompt metadata of a reply that someone else ended. */
+  saveReplyPrompt(messageId: string, metadata: JsonObject, promptTokens: number | null): Promise<void>;
   renewLeases(messageIds: string[], until: Date): Promise<void>;
   /** Saves the text of a reply still STREAMING. */
   checkpointReply(messageId: string, content: string): Promise<void>;
