@@ -108,7 +108,7 @@ export async function* followFeed(feed: ChangeFeed, name: string, options: Follo
       () => [] as FeedEvent[],
     );
   // The newest seq known to exist: events up to it are owed to the subscriber.
-  let owed = await options.currentSeq();
+  let owed: number | null = null;
 
   // Until a live event, a reconnect or the stop; after `ms` too, when given.
   const sleep = (ms?: number) =>
@@ -123,6 +123,7 @@ export async function* followFeed(feed: ChangeFeed, name: string, options: Follo
     });
 
   try {
+    owed = await options.currentSeq();
     if (owed === null) return yield kind.gone(next, subject);
     if (owed - options.afterSeq > options.limits.maxEvents) {
       // Older than the log holds at most: no need to look.

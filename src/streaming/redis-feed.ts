@@ -77,12 +77,13 @@ export class RedisFeed implements ChangeFeed {
   }
 
   async read(name: string, afterSeq: number): Promise<FeedEvent[]> {
-    const raw = await this.redis.zrangebyscore(this.keys(name).log, `(${afterSeq}`, '+inf');
+    const raw = await this.redis.zrangebyscore(this.keys(name).log, `(${afterSeq}`, '+inf', 'WITHSCORES');
     const events: FeedEvent[] = [];
-    for (const text of raw) {
-      const event = decodeFeedEvent(text);
-      // Sorted by score; an entry whose seq disagrees with its place is not trusted.
-      if (event && event.seq > afterSeq && (events.length === 0 || event.seq > events.at(-1)!.seq)) events.push(event);
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      const event = decodeFeedEvent(raw[i]!);
+      // An entry whose seq is not its score was not written by a publish: it is not trusted.
+      if (!event || event.seq !== Number(raw[i + 1]) || event.seq <= afterSeq) continue;
+      if (events.length === 0 || event.seq > events.at(-1)!.seq) events.push(event);
     }
     return events;
   }
