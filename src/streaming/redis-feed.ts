@@ -4,19 +4,36 @@
 import type { Redis } from 'ioredis';
 import { decodeFeedEvent, encodeFeedEvent, type ChangeFeed, type FeedEvent, type FeedLimits } from './change-feed.ts';
 
-// KEYS: the log. ARGV: ttl ms, events kept, channel, then per event: seq, event.
+// Publishes to any number of feeds in one step. KEYS: each feed's log. ARGV: ttl ms, events
+// kept, then per feed: its channel, its number of events, and per event: seq, event.
 const PUBLISH = `
-for i = 4, #ARGV, 2 do
-  redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1])
-  redis.call('PUBLISH', ARGV[3], ARGV[i + 1])
+local a = 3
+for k = 1, #KEYS do
+  local log, channel, count = KEYS[k], ARGV[a], tonumber(ARGV[a + 1])
+  a = a + 2
+  for i = 1, count do
+    redis.call('ZADD', log, ARGV[a], ARGV[a + 1])
+    redis.call('PUBLISH', channel, ARGV[a + 1])
+    a = a + 2
+  end
+  local extra = redis.call('ZCARD', log) - tonumber(ARGV[2])
+  if extra > 0 then redis.call('ZREMRANGEBYRANK', log, 0, extra - 1) end
+  redis.call('PEXPIRE', log, ARGV[1])
 end
-local extra = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[2])
-if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, extra - 1) end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 `;
 
-type FeedRedis = Redis & { parleyFeedPublish(log: string, ...args: (string | number)[]): Promise<number> };
+type FeedRedis = Redis & { parleyFeedPublish(keyCount: number, ...keysAndArgs: (string | number)[]): Promise<number> };
+
+interface PendingPublish {
+  name: string;
+  events: FeedEvent[];
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+/** Bounds one script call, so a burst cannot block Redis for long. */
+const MAX_BATCH = 200;
 
 export interface RedisFeedOptions {
   redis: Redis;
@@ -31,10 +48,11 @@ export class RedisFeed implements ChangeFeed {
   private readonly channels = new Map<string, Set<(event: FeedEvent) => void>>();
   private readonly reconnectHandlers = new Set<() => void>();
   private lostConnection = false;
+  private pending: PendingPublish[] = [];
 
   constructor(private readonly options: RedisFeedOptions) {
     this.redis = options.redis as FeedRedis;
-    this.redis.defineCommand('parleyFeedPublish', { numberOfKeys: 1, lua: PUBLISH });
+    this.redis.defineCommand('parleyFeedPublish', { lua: PUBLISH });
     const { subscriber } = options;
     subscriber.on('close', () => {
       this.lostConnection = true;
@@ -69,11 +87,30 @@ export class RedisFeed implements ChangeFeed {
     return { log: `${base}:log`, channel: `${base}:events` };
   }
 
-  async publish(name: string, events: FeedEvent[]): Promise<void> {
-    const { log, channel } = this.keys(name);
-    const args: (string | number)[] = [this.options.limits.ttlMs, this.options.limits.maxEvents, channel];
-    for (const event of events) args.push(event.seq, encodeFeedEvent(event));
-    await this.redis.parleyFeedPublish(log, ...args);
+  publish(name: string, events: FeedEvent[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      // Publishes of the same turn of the event loop (a write's conversation and viewer events,
+      // a burst of sends) go to Redis as one script call.
+      if (this.pending.length === 0) setImmediate(() => this.flushPublishes());
+      this.pending.push({ name, events, resolve, reject });
+    });
+  }
+
+  private flushPublishes(): void {
+    const batch = this.pending.splice(0, MAX_BATCH);
+    if (this.pending.length > 0) setImmediate(() => this.flushPublishes());
+    const logs: string[] = [];
+    const args: (string | number)[] = [this.options.limits.ttlMs, this.options.limits.maxEvents];
+    for (const { name, events } of batch) {
+      const { log, channel } = this.keys(name);
+      logs.push(log);
+      args.push(channel, events.length);
+      for (const event of events) args.push(event.seq, encodeFeedEvent(event));
+    }
+    this.redis.parleyFeedPublish(logs.length, ...logs, ...args).then(
+      () => batch.forEach((publish) => publish.resolve()),
+      (error) => batch.forEach((publish) => publish.reject(error)),
+    );
   }
 
   async read(name: string, afterSeq: number): Promise<FeedEvent[]> {
