@@ -16,15 +16,17 @@ import { assertWellFormed, followSse, SendMessage, waitFor } from './support/str
 const MAX_REPLY_CHARS = 400_000;
 
 /** Polls /health from its own thread, so that the test's own work never shows in the timings. */
-function healthProbe(url: string): { stop(): Promise<{ latencies: number[]; at: number[] }> } {
+/** Probes /health until stopped, and then on until it has `min` answers since `since` (a loaded machine answers fewer). */
+function healthProbe(url: string): { stop(since: number, min: number): Promise<{ latencies: number[]; at: number[] }> } {
   const worker = new Worker(
     `const { parentPort, workerData } = require('node:worker_threads');
      const latencies = [];
      const at = [];
-     let running = true;
-     parentPort.on('message', () => { running = false; });
+     let stop;
+     parentPort.on('message', (message) => { stop = message; });
+     const done = () => stop !== undefined && at.filter((time) => time >= stop.since).length >= stop.min;
      (async () => {
-       while (running) {
+       while (!done()) {
          const start = performance.now();
          try { const res = await fetch(workerData.url); await res.arrayBuffer(); latencies.push(res.ok ? performance.now() - start : Infinity); }
          catch { latencies.push(Infinity); }
@@ -36,10 +38,10 @@ function healthProbe(url: string): { stop(): Promise<{ latencies: number[]; at: 
     { eval: true, workerData: { url: `${url}/health` } },
   );
   return {
-    stop: () =>
+    stop: (since, min) =>
       new Promise((resolve) => {
         worker.once('message', (samples: { latencies: number[]; at: number[] }) => void worker.terminate().then(() => resolve(samples)));
-        worker.postMessage('stop');
+        worker.postMessage({ since, min });
       }),
   };
 }
@@ -209,7 +211,7 @@ describe('a hostile model', () => {
   });
 
   it('/health kept its p99 under 100 ms through all of it', async () => {
-    const samples = await probe.stop();
+    const samples = await probe.stop(cases[0]!.at, 101);
     // From the first hostile case on.
     const from = samples.at.findIndex((time) => time >= cases[0]!.at);
     const latencies = samples.latencies.slice(from);

@@ -274,7 +274,7 @@ describe('ReplyFinalizer: one winner', () => {
     for (const withLocal of [false, true]) {
       const deltas = ['soon ', 'to be ', 'deleted'];
       const reply = await streamingReply(f.db, f.broker, { deltas });
-      expect(await f.db.store.deleteConversation(reply.userId, reply.conversationId)).toBe(true);
+      expect(await f.db.store.deleteConversation(reply.userId, reply.conversationId)).not.toBeNull();
       expect(await rowOf(f.db, reply.id)).toBeNull();
       const local = withLocal ? { content: deltas.join(''), userId: reply.userId, conversationId: reply.conversationId } : undefined;
       const calls = shuffled<{ outcome: Outcome; local?: LocalReply }>([
