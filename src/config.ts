@@ -158,6 +158,7 @@ const envSchema = z.object({
   STREAM_MAX_EVENTS: positiveInt(1_000_000).refine((n) => n >= 3, 'must be at least 3').default(10_000),
   EVENT_LOG_MAX_EVENTS: positiveInt(1_000_000).default(1000),
   EVENT_LOG_TTL_S: positiveInt(30 * 24 * 3600).default(3600),
+  EVENT_SWEEP_MS: positiveInt(600_000).refine((ms) => ms >= 100, 'must be at least 100').default(5000),
 });
 
 /** Every environment variable Parley reads. */

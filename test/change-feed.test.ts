@@ -730,3 +730,72 @@ describe('decodeFeedEvent', () => {
     for (const text of ['\u0000', '[', ']', '{{', '[1,"k","c",null]]', ' '.repeat(10), '\ud800', '1'.repeat(400)]) expect(() => decodeFeedEvent(text)).not.toThrow();
   });
 });
+
+describe('followFeed: the sweep (watch)', () => {
+  /** A watch option the test drives, counting who is registered. */
+  function sweeper() {
+    const callbacks = new Set<(seq: number | null) => void>();
+    return {
+      callbacks,
+      watch: (onSeq: (seq: number | null) => void) => {
+        callbacks.add(onSeq);
+        return () => callbacks.delete(onSeq);
+      },
+      report: (seq: number | null) => [...callbacks].forEach((callback) => callback(seq)),
+    };
+  }
+
+  it('an idle follower told of a seq the log never got (a lost publish) gets one RESYNC after gapWaitMs, then live events', async () => {
+    const feed = new ScriptedFeed();
+    const db = new Database(0);
+    const sweep = sweeper();
+    const f = follow(feed, optionsFor(db, { watch: sweep.watch, gapWaitMs: 150 }));
+    expect(await until(() => feed.listeners.size === 1 && db.calls === 1 && sweep.callbacks.size === 1)).toBe(true);
+    // Seq 1 was committed, and its publish lost: nothing live, nothing in the log.
+    db.seq = 1;
+    await sleep(300);
+    expect(f.sent()).toEqual([]);
+    const toldAt = Date.now();
+    sweep.report(1);
+    expect(await until(() => f.events.length === 1)).toBe(true);
+    expect(f.times[0]! - toldAt).toBeGreaterThanOrEqual(140);
+    expect(f.events[0]).toEqual(resync(1));
+    feed.emit(ev(2));
+    expect(await until(() => f.events.length === 2)).toBe(true);
+    expect(f.sent()).toEqual(['R1', 2]);
+    expect(await f.stop()).toBe(true);
+    expect(sweep.callbacks.size).toBe(0);
+  });
+
+  it('a sweep that reports a seq the log has delivers it without RESYNC, and one that reports nothing new sends nothing', async () => {
+    const feed = new ScriptedFeed();
+    const db = new Database(0);
+    const sweep = sweeper();
+    const f = follow(feed, optionsFor(db, { watch: sweep.watch, gapWaitMs: 150 }));
+    expect(await until(() => sweep.callbacks.size === 1 && db.calls === 1)).toBe(true);
+    sweep.report(0);
+    await sleep(250);
+    expect(f.sent()).toEqual([]);
+    // Logged but its live copy lost (the subscriber connection blinked).
+    feed.emit(ev(1), { live: false });
+    db.seq = 1;
+    sweep.report(1);
+    expect(await until(() => f.events.length === 1)).toBe(true);
+    await sleep(250);
+    expect(f.sent()).toEqual([1]);
+    expect(await f.stop()).toBe(true);
+  });
+
+  it('a sweep that finds the subject gone ends an idle follower with the gone event', async () => {
+    const feed = new ScriptedFeed();
+    const db = new Database(0);
+    const sweep = sweeper();
+    const f = follow(feed, optionsFor(db, { watch: sweep.watch }));
+    expect(await until(() => sweep.callbacks.size === 1 && db.calls === 1)).toBe(true);
+    sweep.report(null);
+    expect(await f.ended()).toBe(true);
+    expect(f.sent()).toEqual(['G1']);
+    expect(sweep.callbacks.size).toBe(0);
+    expect(feed.listeners.size).toBe(0);
+  });
+});

@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { parse, type DocumentNode } from 'graphql';
 import type { Client as WsClient } from 'graphql-ws';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { FakeModel } from './support/fake-model.ts';
@@ -77,6 +78,7 @@ describe('live events through a Redis outage', () => {
       LLM_MODEL: 'fake-model',
       LLM_MAX_RETRIES: '0',
       STREAM_LEASE_MS: '1500',
+      EVENT_SWEEP_MS: '500',
     };
     a = await startParley({ database, env });
     b = await startParley({ database, env });
@@ -190,6 +192,58 @@ describe('live events through a Redis outage', () => {
     } finally {
       for (const [, s] of [...convs, ...viewers]) s.stop();
       await wsA.dispose();
+      await wsB.dispose();
+    }
+  });
+
+  it('an idle subscriber learns of events whose publish Redis refused (out of memory) from the sweep: one RESYNC, then live events', { timeout: 60_000 }, async () => {
+    const token = await tokenFor(`refused-${randomBytes(4).toString('hex')}`);
+    const conversationId = (await post(a, token, CREATE, { title: 'refused' })).createConversation.id as string;
+    const startSeq = (await post(a, token, LAST_SEQ, { id: conversationId })).conversation.lastEventSeq as number;
+    const startViewerSeq = (await post(a, token, VIEWER_SEQ)).viewerEventSeq as number;
+    const wsB = wsClient(b.graphqlUrl, token);
+    const conv = subscribeWs<{ conversationEvents: Event }>(wsB, CONVERSATION_EVENTS, { id: conversationId, afterSeq: startSeq });
+    const view = subscribeSse<{ viewerEvents: Event }>(b.graphqlUrl, VIEWER_EVENTS, { afterSeq: startViewerSeq }, token);
+    const convEvents = () => conv.events.map((e) => e.conversationEvents);
+    const viewEvents = () => view.events.map((e) => e.viewerEvents);
+    const admin = new Redis(redis.url);
+    try {
+      // Subscribed and live: the first write arrives as an event.
+      await post(a, token, ADD, { input: { conversationId, role: 'USER', content: 'heard' } });
+      await eventually(() => convEvents().length === 1, () => JSON.stringify(conv.events));
+      // Redis refuses every write now; the subscriber's connection stays up, so nothing tells it.
+      await admin.config('SET', 'maxmemory-policy', 'noeviction');
+      await admin.config('SET', 'maxmemory', '1');
+      await post(a, token, ADD, { input: { conversationId, role: 'USER', content: 'unheard' } });
+      await post(a, token, UPDATE, { input: { id: conversationId, title: 'renamed unheard' } });
+      const lostSeq = (await post(a, token, LAST_SEQ, { id: conversationId })).conversation.lastEventSeq as number;
+      const lostViewerSeq = (await post(a, token, VIEWER_SEQ)).viewerEventSeq as number;
+      expect(lostSeq).toBe(startSeq + 3);
+      expect(lostViewerSeq).toBe(startViewerSeq + 1);
+      await sleep(100);
+      await admin.config('SET', 'maxmemory', '0');
+      // Idle from here on: only the sweep (every 500 ms) can tell it.
+      await eventually(
+        () => convEvents().some((e) => e.kind === 'RESYNC') && viewEvents().some((e) => e.kind === 'RESYNC'),
+        () => `a RESYNC: ${JSON.stringify(convEvents())} ${JSON.stringify(viewEvents())} ${JSON.stringify([conv.errors, view.errors])}`,
+        10_000,
+      );
+      expect(convEvents().map((e) => [e.seq, e.kind])).toEqual([
+        [startSeq + 1, 'MESSAGE_ADDED'],
+        [lostSeq, 'RESYNC'],
+      ]);
+      expect(viewEvents().map((e) => [e.seq, e.kind])).toEqual([[lostViewerSeq, 'RESYNC']]);
+      // And live again.
+      await post(a, token, UPDATE, { input: { id: conversationId, title: 'heard again' } });
+      await eventually(() => convEvents().length === 3 && viewEvents().length === 2, () => `${JSON.stringify(convEvents())} ${JSON.stringify(viewEvents())}`);
+      expect(convEvents()[2]).toMatchObject({ seq: lostSeq + 1, kind: 'CONVERSATION_UPDATED' });
+      expect(viewEvents()[1]).toMatchObject({ seq: lostViewerSeq + 1, kind: 'CONVERSATION_UPDATED', conversationId });
+      expect([conv.errors, view.errors]).toEqual([[], []]);
+    } finally {
+      await admin.config('SET', 'maxmemory', '0').catch(() => {});
+      admin.disconnect();
+      conv.stop();
+      view.stop();
       await wsB.dispose();
     }
   });

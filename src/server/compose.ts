@@ -67,7 +67,7 @@ export async function compose(config: Config, { logger, onQuery }: ComposeOption
   const feed: ChangeFeed = redis
     ? new RedisFeed({ redis: redis.commands, subscriber: redis.subscriber, prefix: config.REDIS_KEY_PREFIX, limits: feedLimits })
     : new MemoryFeed(feedLimits);
-  const liveEvents = new LiveEvents(db.store, feed, { ...feedLimits, gapWaitMs: 1000 }, logger);
+  const liveEvents = new LiveEvents(db.store, feed, { ...feedLimits, gapWaitMs: 1000, sweepMs: config.EVENT_SWEEP_MS }, logger);
   const presets = modelPresets(config);
   const userEndpoints = config.ALLOW_CUSTOM_BASE_URL ? new UserEndpoints(config.LLM_ALLOWED_HOSTS) : undefined;
   const encryptionKey = config.CONFIG_ENCRYPTION_KEY ? encryptionKeyBytes(config.CONFIG_ENCRYPTION_KEY) : undefined;

@@ -28,7 +28,21 @@ export interface ViewerEvent {
 export interface LiveEventOptions extends FeedLimits {
   /** How long an event published late by another instance is waited for before it counts as lost. */
   gapWaitMs: number;
+  /**
+   * How often the seqs of every feed followed on this instance are read from the database (one
+   * query per kind of feed): an event whose publish was lost (a writer that died, a Redis that
+   * refused it) reaches idle followers as a RESYNC within about this long.
+   */
+  sweepMs: number;
 }
+
+interface Watched {
+  scope: 'conversation' | 'viewer';
+  subject: string;
+  userId: string;
+  callbacks: Set<(seq: number | null) => void>;
+}
+
 
 const CONVERSATION_KINDS = new Set<string>(Object.values(ConversationEventKind));
 const VIEWER_KINDS = new Set<string>(Object.values(ViewerEventKind));
@@ -61,6 +75,8 @@ export const noEvents: EventPublisher = { conversation() {}, viewer() {} };
 
 export class LiveEvents implements EventPublisher {
   private failing = false;
+  private readonly watched = new Map<string, Watched>();
+  private sweeper: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly store: Store,
@@ -81,7 +97,10 @@ export class LiveEvents implements EventPublisher {
     this.send(viewerFeed(userId), [{ ...event, messageId: null }]);
   }
 
-  /** Not awaited by the writer: the database holds the change, and a lost event becomes a RESYNC. */
+  /**
+   * Not awaited by the writer: the database holds the change. A lost event becomes a RESYNC for
+   * its followers: at their next event, at their reconnect, or at the next sweep when idle.
+   */
   private send(name: string, events: FeedEvent[]): void {
     this.feed.publish(name, events).then(
       () => {
@@ -93,6 +112,49 @@ export class LiveEvents implements EventPublisher {
         this.failing = true;
       },
     );
+  }
+
+  /** Registers a follower's feed for the sweep; returns its `watch` option. */
+  private watcher(scope: Watched['scope'], subject: string, userId: string) {
+    return (onSeq: (seq: number | null) => void) => {
+      const key = `${scope === 'conversation' ? 'c' : 'u'}:${subject}`;
+      let entry = this.watched.get(key);
+      if (!entry) this.watched.set(key, (entry = { scope, subject, userId, callbacks: new Set() }));
+      entry.callbacks.add(onSeq);
+      this.sweeper ??= setInterval(() => void this.sweep().catch(() => {}), this.options.sweepMs).unref();
+      return () => {
+        entry.callbacks.delete(onSeq);
+        if (entry.callbacks.size === 0 && this.watched.get(key) === entry) this.watched.delete(key);
+        if (this.watched.size === 0) {
+          clearInterval(this.sweeper);
+          this.sweeper = undefined;
+        }
+      };
+    };
+  }
+
+  /** Tells every follower on this instance its feed's seq as the database has it: two queries, in chunks. */
+  async sweep(): Promise<void> {
+    const entries = [...this.watched.values()];
+    for (let at = 0; at < entries.length; at += 1000) {
+      const chunk = entries.slice(at, at + 1000);
+      const conversations = chunk.filter((e) => e.scope === 'conversation');
+      const viewers = chunk.filter((e) => e.scope === 'viewer');
+      const [conversationSeqs, viewerSeqs] = await Promise.all([
+        conversations.length > 0 ? this.store.conversationEventSeqs(conversations.map((e) => e.subject)) : new Map<string, { userId: string; seq: number }>(),
+        viewers.length > 0 ? this.store.viewerEventSeqs(viewers.map((e) => e.subject)) : new Map<string, number>(),
+      ]);
+      for (const entry of conversations) {
+        const row = conversationSeqs.get(entry.subject);
+        // Gone, or (never) another owner's: either way nothing more for this follower.
+        const seq = row && row.userId === entry.userId ? row.seq : null;
+        for (const callback of entry.callbacks) callback(seq);
+      }
+      for (const entry of viewers) {
+        const seq = viewerSeqs.get(entry.subject) ?? -1;
+        for (const callback of entry.callbacks) callback(seq);
+      }
+    }
   }
 
   /** The viewer's newest viewer event seq, -1 before the first. */
@@ -123,6 +185,7 @@ export class LiveEvents implements EventPublisher {
           gapWaitMs: this.options.gapWaitMs,
           kind: CONVERSATION_FEED,
           subject: conversationId,
+          watch: this.watcher('conversation', conversationId, viewer.userId),
           signal,
         }),
       shutdown,
@@ -144,6 +207,7 @@ export class LiveEvents implements EventPublisher {
           gapWaitMs: this.options.gapWaitMs,
           kind: VIEWER_FEED,
           subject: viewer.userId,
+          watch: this.watcher('viewer', viewer.userId, viewer.userId),
           signal,
         }),
       shutdown,

@@ -103,6 +103,16 @@ export class PrismaStore implements Store {
     return row?.lastEventSeq ?? -1;
   }
 
+  async conversationEventSeqs(conversationIds: string[]): Promise<Map<string, { userId: string; seq: number }>> {
+    const rows = await this.db.conversation.findMany({ where: { id: { in: conversationIds } }, select: { id: true, userId: true, lastEventSeq: true } });
+    return new Map(rows.map((row) => [row.id, { userId: row.userId, seq: row.lastEventSeq }]));
+  }
+
+  async viewerEventSeqs(userIds: string[]): Promise<Map<string, number>> {
+    const rows = await this.db.viewerState.findMany({ where: { userId: { in: userIds } } });
+    return new Map(rows.map((row) => [row.userId, row.lastEventSeq]));
+  }
+
   generatingMessages(userId: string, conversationId: string, query: MessageQuery = {}): Promise<Message[]> {
     return this.db.message.findMany({ ...query, where: { conversationId, userId, status: 'STREAMING' }, orderBy: { seq: 'asc' } });
   }

@@ -127,6 +127,10 @@ export interface ConversationStore {
   conversationEventSeq(userId: string, id: string): Promise<number | null>;
   /** The user's newest viewer event seq, -1 before the first. */
   viewerEventSeq(userId: string): Promise<number>;
+  /** The newest event seqs of many conversations, with their owners; a missing one is absent. */
+  conversationEventSeqs(conversationIds: string[]): Promise<Map<string, { userId: string; seq: number }>>;
+  /** The newest viewer event seqs of many users; one before any is absent. */
+  viewerEventSeqs(userIds: string[]): Promise<Map<string, number>>;
   /** The conversation's STREAMING messages, oldest first. */
   generatingMessages(userId: string, conversationId: string, query?: MessageQuery): Promise<Message[]>;
 }

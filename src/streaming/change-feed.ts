@@ -74,6 +74,11 @@ export interface FollowFeedOptions {
   /** The newest seq as the database has it now; null once the feed's subject is gone. */
   currentSeq: () => Promise<number | null>;
   limits: FeedLimits;
+  /**
+   * Tells the follower the database's newest seq now and then (null once the subject is gone): an
+   * event whose publish was lost is noticed without waiting for a later one.
+   */
+  watch?: (onSeq: (seq: number | null) => void) => () => void;
   /** How long a missing event may be in flight (published late by another instance) before it counts as lost. */
   gapWaitMs: number;
   signal: StopSignal;
@@ -101,11 +106,19 @@ export async function* followFeed(feed: ChangeFeed, name: string, options: Follo
     missedLive = true;
     wake?.();
   });
+  // The newest seq a sweep saw in the database, until the loop takes it.
+  let swept: number | null | undefined;
+  const stopWatching =
+    options.watch?.((seq) => {
+      swept = seq;
+      wake?.();
+    }) ?? (() => {});
   options.signal.onAbort = () => wake?.();
+  // null: the log cannot be read (Redis is away).
   const read = () =>
     feed.read(name, next - 1).then(
       (events) => events.filter((event) => kind.accepts(event, subject)),
-      () => [] as FeedEvent[],
+      () => null,
     );
   // The newest seq known to exist: events up to it are owed to the subscriber.
   let owed: number | null = null;
@@ -150,6 +163,12 @@ export async function* followFeed(feed: ChangeFeed, name: string, options: Follo
         else owed = Math.max(owed, current);
         if (current === null && next > owed) return yield kind.gone(next, subject);
       }
+      if (swept !== undefined) {
+        const seq = swept;
+        swept = undefined;
+        if (seq !== null) owed = Math.max(owed, seq);
+        else if (next > owed) return yield kind.gone(next, subject);
+      }
       for (const seq of live.keys()) owed = Math.max(owed, seq - 1);
       if (next > owed) {
         gapSince = undefined;
@@ -159,7 +178,15 @@ export async function* followFeed(feed: ChangeFeed, name: string, options: Follo
       }
       // Events up to `owed` exist: the log has them, or they are still on their way.
       let delivered = false;
-      for (const event of await read()) {
+      const logged = await read();
+      if (logged === null) {
+        // Whether the events are lost cannot be told while the log is away: look again soon (a
+        // disconnected client refuses at once), so an outage ends in one RESYNC, not one per sweep.
+        gapSince = undefined;
+        await sleep(200);
+        continue;
+      }
+      for (const event of logged) {
         if (event.seq !== next) continue;
         next++;
         delivered = true;
@@ -186,6 +213,7 @@ export async function* followFeed(feed: ChangeFeed, name: string, options: Follo
     }
   } finally {
     options.signal.onAbort = undefined;
+    stopWatching();
     stopReconnect();
     stopListening();
   }
