@@ -222,6 +222,20 @@ describe('the writes and reads every reply runs, on PostgreSQL without Prisma', 
     expect(await db.prisma.conversation.findUniqueOrThrow({ where: { id: direct!.conversationId } })).toEqual(before);
   });
 
+  it('of enders racing on one reply (no stream seal: Redis away), one saves and the seq moves once, on either path', async () => {
+    for (const store of [pgStore, prismaStore]) {
+      for (let round = 0; round < 5; round++) {
+        const [reply] = await twoReplies();
+        const before = (await db.prisma.conversation.findUniqueOrThrow({ where: { id: reply!.conversationId } })).lastEventSeq;
+        const results = await Promise.all(Array.from({ length: 4 }, (_, i) => store.saveReplyEnd(reply!.id, reply!.conversationId, { ...ends[0]![1], content: `end ${i}` })));
+        expect(results.filter((r) => r.count === 1)).toHaveLength(1);
+        expect(results.filter((r) => r.count === 0)).toEqual([{ count: 0, eventSeq: null }, { count: 0, eventSeq: null }, { count: 0, eventSeq: null }]);
+        expect(results.find((r) => r.count === 1)!.eventSeq).toBe(before + 1);
+        expect((await db.prisma.conversation.findUniqueOrThrow({ where: { id: reply!.conversationId } })).lastEventSeq).toBe(before + 1);
+      }
+    }
+  });
+
   it('titles an untitled conversation once, on either path', async () => {
     for (const store of [pgStore, prismaStore]) {
       const conversation = await db.prisma.conversation.create({ data: { userId: 'alice' } });

@@ -41,23 +41,26 @@ export class PgStore extends PrismaStore {
 
   /**
    * One statement. Absent model, metadata and prompt tokens keep what the row holds, as in the
-   * Prisma update. The conversation's row is locked first (`m` reads `c`), as every other write of
-   * the conversation does. Two enders racing without the stream seal (Redis away) may both move
-   * the seq while one saves: the loser's seq still gets its MESSAGE_UPDATED, so no seq is skipped.
+   * Prisma update. The conversation's row is locked first (`lock`), as every other write of the
+   * conversation does; the message's update comes next and re-checks its status once it holds
+   * the row, so of two enders racing without the stream seal (Redis away) only one saves; the seq
+   * moves only with a saved end (`c` reads `m`).
    */
   override async saveReplyEnd(messageId: string, conversationId: string, end: ReplyEnd): Promise<SavedReplyEnd> {
     const { rows } = await this.sql.query<{ eventSeq: number | null; count: number }>(
       'parley_end_reply',
-      `WITH c AS (
-         UPDATE "Conversation" SET "lastEventSeq" = "lastEventSeq" + 1
-         WHERE "id" = $11 AND EXISTS (SELECT 1 FROM "Message" WHERE "id" = $1 AND "conversationId" = $11 AND "status" = 'STREAMING')
-         RETURNING "lastEventSeq"
+      `WITH lock AS (
+         SELECT 1 FROM "Conversation" WHERE "id" = $11 FOR NO KEY UPDATE
        ), m AS (
          UPDATE "Message" SET "status" = $2::"MessageStatus", "content" = $3, "error" = $4, "finishReason" = $5,
            "model" = COALESCE($6, "model"), "metadata" = COALESCE($7::jsonb, "metadata"), "promptTokens" = COALESCE($8, "promptTokens"),
            "completionTokens" = $9, "leaseExpiresAt" = NULL, "updatedAt" = $10
-         WHERE "id" = $1 AND "conversationId" = $11 AND "status" = 'STREAMING' AND EXISTS (SELECT 1 FROM c)
+         WHERE "id" = $1 AND "conversationId" = $11 AND "status" = 'STREAMING' AND EXISTS (SELECT 1 FROM lock)
          RETURNING 1
+       ), c AS (
+         UPDATE "Conversation" SET "lastEventSeq" = "lastEventSeq" + 1
+         WHERE "id" = $11 AND EXISTS (SELECT 1 FROM m)
+         RETURNING "lastEventSeq"
        )
        SELECT (SELECT "lastEventSeq" FROM c) AS "eventSeq", (SELECT count(*)::int FROM m) AS "count"`,
       [messageId, end.status, end.content, end.error, end.finishReason, end.model, end.metadata === null ? null : JSON.stringify(end.metadata), end.promptTokens, end.completionTokens, new Date(), conversationId],
