@@ -83,7 +83,10 @@ export class LiveEvents implements EventPublisher {
     private readonly feed: ChangeFeed,
     private readonly options: LiveEventOptions,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    // Whatever was published while the connection was away: one sweep for every follower.
+    feed.onReconnect(() => void this.sweep().catch((error: unknown) => this.logger.warn({ err: error }, 'could not read the event seqs of followed feeds')));
+  }
 
   conversation(conversationId: string, events: { seq: number; kind: ConversationEventKind; messageId?: string | null }[]): void {
     if (events.length === 0) return;

@@ -76,7 +76,8 @@ export interface FollowFeedOptions {
   limits: FeedLimits;
   /**
    * Tells the follower the database's newest seq now and then (null once the subject is gone): an
-   * event whose publish was lost is noticed without waiting for a later one.
+   * event whose publish was lost is noticed without waiting for a later one. Whoever gives it
+   * also sweeps when the feed reconnects: the follower then leaves reconnects to it.
    */
   watch?: (onSeq: (seq: number | null) => void) => () => void;
   /** How long a missing event may be in flight (published late by another instance) before it counts as lost. */
@@ -102,10 +103,13 @@ export async function* followFeed(feed: ChangeFeed, name: string, options: Follo
       wake?.();
     })
     .catch(() => () => {});
-  const stopReconnect = feed.onReconnect(() => {
-    missedLive = true;
-    wake?.();
-  });
+  // With a sweep, a reconnect is the sweeper's to handle (one query for all followers, not one each).
+  const stopReconnect = options.watch
+    ? () => {}
+    : feed.onReconnect(() => {
+        missedLive = true;
+        wake?.();
+      });
   // The newest seq a sweep saw in the database, until the loop takes it.
   let swept: number | null | undefined;
   const stopWatching =

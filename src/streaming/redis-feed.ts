@@ -49,6 +49,7 @@ export class RedisFeed implements ChangeFeed {
   private readonly reconnectHandlers = new Set<() => void>();
   private lostConnection = false;
   private pending: PendingPublish[] = [];
+  private closed = false;
 
   constructor(private readonly options: RedisFeedOptions) {
     this.redis = options.redis as FeedRedis;
@@ -62,16 +63,7 @@ export class RedisFeed implements ChangeFeed {
     subscriber.on('ready', () => {
       if (!this.lostConnection) return;
       this.lostConnection = false;
-      const channels = [...this.channels.keys()];
-      const resubscribed = channels.length > 0 ? subscriber.subscribe(...channels) : Promise.resolve();
-      resubscribed.then(
-        () => {
-          for (const handler of this.reconnectHandlers) handler();
-        },
-        () => {
-          this.lostConnection = true;
-        },
-      );
+      this.resubscribe();
     });
     subscriber.on('message', (channel: string, message: string) => {
       const listeners = this.channels.get(channel);
@@ -80,6 +72,22 @@ export class RedisFeed implements ChangeFeed {
       if (!event) return;
       for (const listener of listeners) listener(event);
     });
+  }
+
+  /** Subscribes every followed channel again, then tells the followers; tried again until it works. */
+  private resubscribe(): void {
+    const channels = [...this.channels.keys()];
+    const subscribed = channels.length > 0 ? this.options.subscriber.subscribe(...channels) : Promise.resolve();
+    subscribed.then(
+      () => {
+        for (const handler of this.reconnectHandlers) handler();
+      },
+      () => {
+        if (this.closed) return;
+        // A timeout on a connection that stays up: no other `ready` will come.
+        setTimeout(() => this.resubscribe(), 500).unref();
+      },
+    );
   }
 
   private keys(name: string) {
@@ -154,6 +162,7 @@ export class RedisFeed implements ChangeFeed {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     this.channels.clear();
     this.reconnectHandlers.clear();
   }
