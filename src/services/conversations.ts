@@ -42,10 +42,20 @@ export class ConversationService {
     return this.store.findConversation(viewer.userId, id, query);
   }
 
-  async list(viewer: Viewer, args: PageArgs & { archived?: boolean | null }, query: ConversationQuery = {}): Promise<Connection<Conversation>> {
+  /**
+   * A page of the viewer's list. With `withViewerEventSeq`, the viewer's newest viewer event seq is
+   * read first: every change up to it is in the page, so viewerEvents after it misses nothing.
+   */
+  async list(
+    viewer: Viewer,
+    args: PageArgs & { archived?: boolean | null },
+    query: ConversationQuery = {},
+    { withViewerEventSeq = false } = {},
+  ): Promise<Connection<Conversation> & { viewerEventSeq?: number }> {
     const window = pageWindow(args, conversationCursor);
+    const viewerEventSeq = withViewerEventSeq ? await this.store.viewerEventSeq(viewer.userId) : undefined;
     const rows = await this.store.listConversations(viewer.userId, args.archived, window, query);
-    return toConnection(rows, window, (c) => ({ updatedAt: c.updatedAt, id: c.id }), conversationCursor);
+    return { ...toConnection(rows, window, (c) => ({ updatedAt: c.updatedAt, id: c.id }), conversationCursor), viewerEventSeq };
   }
 
   async create(viewer: Viewer, rawInput: unknown, query: ConversationQuery = {}): Promise<Conversation> {

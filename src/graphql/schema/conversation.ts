@@ -49,9 +49,19 @@ builder.queryFields((t) => ({
       description: "The viewer's conversations, most recently updated first. Relay connection.",
       args: { archived: t.arg.boolean({ defaultValue: false, description: 'null lists archived and active ones' }) },
       resolve: (_, args, ctx, info) =>
-        ctx.services.conversations.list(ctx.viewer, args, queryFromInfo({ context: ctx, info, path: ['edges', 'node'] })),
+        ctx.services.conversations.list(ctx.viewer, args, queryFromInfo({ context: ctx, info, path: ['edges', 'node'] }), {
+          withViewerEventSeq: selectedFields(info, []).has('viewerEventSeq'),
+        }),
     },
-    { name: 'ConversationConnection' },
+    {
+      name: 'ConversationConnection',
+      fields: (t) => ({
+        viewerEventSeq: t.int({
+          description: "The viewer's newest viewer event seq, read before the page: subscribe to viewerEvents after it, and nothing falls between",
+          resolve: (connection, _, ctx) => (connection as { viewerEventSeq?: number }).viewerEventSeq ?? ctx.services.liveEvents.viewerEventSeq(ctx.viewer),
+        }),
+      }),
+    },
     { name: 'ConversationEdge' },
   ),
 }));
