@@ -737,9 +737,12 @@ describe('followFeed: the sweep (watch)', () => {
     const callbacks = new Set<(seq: number | null) => void>();
     return {
       callbacks,
-      watch: (onSeq: (seq: number | null) => void) => {
-        callbacks.add(onSeq);
-        return () => callbacks.delete(onSeq);
+      watch: {
+        add: (subject: string, onSeq: (seq: number | null) => void) => {
+          expect(subject).toBe('conv');
+          callbacks.add(onSeq);
+        },
+        remove: (_subject: string, onSeq: (seq: number | null) => void) => void callbacks.delete(onSeq),
       },
       report: (seq: number | null) => [...callbacks].forEach((callback) => callback(seq)),
     };

@@ -9,7 +9,7 @@ import { ConversationEventKind, ViewerEventKind } from '../model.ts';
 import type { Message, MessageQuery } from '../store/rows.ts';
 import type { Store } from '../store/store.ts';
 import { abortable } from '../streaming/abortable.ts';
-import { conversationFeed, followFeed, viewerFeed, type ChangeFeed, type FeedEvent, type FeedKind, type FeedLimits } from '../streaming/change-feed.ts';
+import { conversationFeed, followFeed, viewerFeed, type ChangeFeed, type FeedEvent, type FeedKind, type FeedLimits, type FeedWatch } from '../streaming/change-feed.ts';
 import { isStorableText } from './input.ts';
 
 export interface ConversationEvent {
@@ -36,12 +36,8 @@ export interface LiveEventOptions extends FeedLimits {
   sweepMs: number;
 }
 
-interface Watched {
-  scope: 'conversation' | 'viewer';
-  subject: string;
-  userId: string;
-  callbacks: Set<(seq: number | null) => void>;
-}
+type Scope = 'conversation' | 'viewer';
+type OnSeq = (seq: number | null) => void;
 
 
 const CONVERSATION_KINDS = new Set<string>(Object.values(ConversationEventKind));
@@ -75,7 +71,9 @@ export const noEvents: EventPublisher = { conversation() {}, viewer() {} };
 
 export class LiveEvents implements EventPublisher {
   private failing = false;
-  private readonly watched = new Map<string, Watched>();
+  /** The followers of this instance by feed, for the sweep; ownership was checked when they subscribed. */
+  private readonly watched: Record<Scope, Map<string, Set<OnSeq>>> = { conversation: new Map(), viewer: new Map() };
+  private readonly watches: Record<Scope, FeedWatch> = { conversation: this.watchOf('conversation'), viewer: this.watchOf('viewer') };
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(
@@ -117,46 +115,48 @@ export class LiveEvents implements EventPublisher {
     );
   }
 
-  /** Registers a follower's feed for the sweep; returns its `watch` option. */
-  private watcher(scope: Watched['scope'], subject: string, userId: string) {
-    return (onSeq: (seq: number | null) => void) => {
-      const key = `${scope === 'conversation' ? 'c' : 'u'}:${subject}`;
-      let entry = this.watched.get(key);
-      if (!entry) this.watched.set(key, (entry = { scope, subject, userId, callbacks: new Set() }));
-      entry.callbacks.add(onSeq);
-      this.sweeper ??= setInterval(() => void this.sweep().catch(() => {}), this.options.sweepMs).unref();
-      return () => {
-        entry.callbacks.delete(onSeq);
-        if (entry.callbacks.size === 0 && this.watched.get(key) === entry) this.watched.delete(key);
-        if (this.watched.size === 0) {
+  private watchOf(scope: Scope): FeedWatch {
+    const followers = this.watched[scope];
+    return {
+      add: (subject, onSeq) => {
+        let set = followers.get(subject);
+        if (!set) followers.set(subject, (set = new Set()));
+        set.add(onSeq);
+        this.sweeper ??= setInterval(() => void this.sweep().catch(() => {}), this.options.sweepMs).unref();
+      },
+      remove: (subject, onSeq) => {
+        const set = followers.get(subject);
+        if (!set) return;
+        set.delete(onSeq);
+        if (set.size === 0) followers.delete(subject);
+        if (this.watched.conversation.size === 0 && this.watched.viewer.size === 0) {
           clearInterval(this.sweeper);
           this.sweeper = undefined;
         }
-      };
+      },
     };
   }
 
-  /** Tells every follower on this instance its feed's seq as the database has it: two queries, in chunks. */
+  /** Tells every follower on this instance its feed's seq as the database has it: one query per kind, in chunks. */
   async sweep(): Promise<void> {
-    const entries = [...this.watched.values()];
-    for (let at = 0; at < entries.length; at += 1000) {
-      const chunk = entries.slice(at, at + 1000);
-      const conversations = chunk.filter((e) => e.scope === 'conversation');
-      const viewers = chunk.filter((e) => e.scope === 'viewer');
-      const [conversationSeqs, viewerSeqs] = await Promise.all([
-        conversations.length > 0 ? this.store.conversationEventSeqs(conversations.map((e) => e.subject)) : new Map<string, { userId: string; seq: number }>(),
-        viewers.length > 0 ? this.store.viewerEventSeqs(viewers.map((e) => e.subject)) : new Map<string, number>(),
-      ]);
-      for (const entry of conversations) {
-        const row = conversationSeqs.get(entry.subject);
-        // Gone, or (never) another owner's: either way nothing more for this follower.
-        const seq = row && row.userId === entry.userId ? row.seq : null;
-        for (const callback of entry.callbacks) callback(seq);
-      }
-      for (const entry of viewers) {
-        const seq = viewerSeqs.get(entry.subject) ?? -1;
-        for (const callback of entry.callbacks) callback(seq);
-      }
+    await Promise.all([
+      this.sweepEach('conversation', async (ids) => {
+        const rows = await this.store.conversationEventSeqs(ids);
+        return (id) => rows.get(id)?.seq ?? null;
+      }),
+      this.sweepEach('viewer', async (ids) => {
+        const rows = await this.store.viewerEventSeqs(ids);
+        return (id) => rows.get(id) ?? -1;
+      }),
+    ]);
+  }
+
+  private async sweepEach(scope: Scope, read: (subjects: string[]) => Promise<(subject: string) => number | null>): Promise<void> {
+    const subjects = [...this.watched[scope].keys()];
+    for (let at = 0; at < subjects.length; at += 1000) {
+      const chunk = subjects.slice(at, at + 1000);
+      const seqOf = await read(chunk);
+      for (const subject of chunk) for (const onSeq of this.watched[scope].get(subject) ?? []) onSeq(seqOf(subject));
     }
   }
 
@@ -188,7 +188,7 @@ export class LiveEvents implements EventPublisher {
           gapWaitMs: this.options.gapWaitMs,
           kind: CONVERSATION_FEED,
           subject: conversationId,
-          watch: this.watcher('conversation', conversationId, viewer.userId),
+          watch: this.watches.conversation,
           signal,
         }),
       shutdown,
@@ -210,7 +210,7 @@ export class LiveEvents implements EventPublisher {
           gapWaitMs: this.options.gapWaitMs,
           kind: VIEWER_FEED,
           subject: viewer.userId,
-          watch: this.watcher('viewer', viewer.userId, viewer.userId),
+          watch: this.watches.viewer,
           signal,
         }),
       shutdown,

@@ -127,7 +127,7 @@ export interface ConversationStore {
   conversationEventSeq(userId: string, id: string): Promise<number | null>;
   /** The user's newest viewer event seq, -1 before the first. */
   viewerEventSeq(userId: string): Promise<number>;
-  /** The newest event seqs of many conversations, with their owners; a missing one is absent. */
+  /** The newest event seqs of many conversations (whoever owns them: for the followers' sweep); a missing one is absent. */
   conversationEventSeqs(conversationIds: string[]): Promise<Map<string, { userId: string; seq: number }>>;
   /** The newest viewer event seqs of many users; one before any is absent. */
   viewerEventSeqs(userIds: string[]): Promise<Map<string, number>>;

@@ -65,6 +65,12 @@ export interface FeedKind {
   resync(seq: number, subject: string): FeedEvent;
 }
 
+/** Where followers register for the sweep: one object per family of feeds, shared by all of them. */
+export interface FeedWatch {
+  add(subject: string, onSeq: (seq: number | null) => void): void;
+  remove(subject: string, onSeq: (seq: number | null) => void): void;
+}
+
 export interface FollowFeedOptions {
   /** The last seq the subscriber has. */
   afterSeq: number;
@@ -79,7 +85,7 @@ export interface FollowFeedOptions {
    * event whose publish was lost is noticed without waiting for a later one. Whoever gives it
    * also sweeps when the feed reconnects: the follower then leaves reconnects to it.
    */
-  watch?: (onSeq: (seq: number | null) => void) => () => void;
+  watch?: FeedWatch;
   /** How long a missing event may be in flight (published late by another instance) before it counts as lost. */
   gapWaitMs: number;
   signal: StopSignal;
@@ -112,11 +118,11 @@ export async function* followFeed(feed: ChangeFeed, name: string, options: Follo
       });
   // The newest seq a sweep saw in the database, until the loop takes it.
   let swept: number | null | undefined;
-  const stopWatching =
-    options.watch?.((seq) => {
-      swept = seq;
-      wake?.();
-    }) ?? (() => {});
+  const onSwept = (seq: number | null) => {
+    swept = seq;
+    wake?.();
+  };
+  options.watch?.add(subject, onSwept);
   options.signal.onAbort = () => wake?.();
   // null: the log cannot be read (Redis is away).
   const read = () =>
@@ -217,7 +223,7 @@ export async function* followFeed(feed: ChangeFeed, name: string, options: Follo
     }
   } finally {
     options.signal.onAbort = undefined;
-    stopWatching();
+    options.watch?.remove(subject, onSwept);
     stopReconnect();
     stopListening();
   }
