@@ -2,6 +2,7 @@
 // each append publishes the same event on the message's channel in the same Lua step, so a
 // subscriber that saw event n live can always find every event before n in the log.
 import type { Redis } from 'ioredis';
+import { ChannelListeners } from './channel-listeners.ts';
 import { decodeEvent, encodeEvent, type AppendResult, type SealResult, type StreamBroker, type StreamEvent } from './events.ts';
 
 // Appends of any number of messages in one step. KEYS: log and seal of each append, in pairs.
@@ -75,13 +76,14 @@ export interface RedisBrokerOptions {
 
 export class RedisBroker implements StreamBroker {
   private readonly redis: BrokerRedis;
-  private readonly channels = new Map<string, Set<(event: StreamEvent) => void>>();
+  private readonly channels: ChannelListeners<StreamEvent>;
   private readonly stopHandlers: ((messageId: string) => void)[] = [];
   private readonly stopChannel: string;
   private pending: PendingAppend[] = [];
 
   constructor(private readonly options: RedisBrokerOptions) {
     this.redis = options.redis as BrokerRedis;
+    this.channels = new ChannelListeners(options.subscriber, decodeEvent);
     this.redis.defineCommand('parleyAppend', { lua: APPEND });
     this.redis.defineCommand('parleySeal', { numberOfKeys: 2, lua: SEAL });
     this.redis.defineCommand('parleyRelease', { numberOfKeys: 1, lua: RELEASE });
@@ -95,10 +97,7 @@ export class RedisBroker implements StreamBroker {
         for (const handler of this.stopHandlers) handler(message);
         return;
       }
-      const listeners = this.channels.get(channel);
-      if (!listeners) return;
-      const event = decodeEvent(message);
-      for (const listener of listeners) listener(event);
+      this.channels.deliver(channel, message);
     });
   }
 
@@ -147,30 +146,8 @@ export class RedisBroker implements StreamBroker {
     return raw.map(decodeEvent);
   }
 
-  async listen(messageId: string, onEvent: (event: StreamEvent) => void): Promise<() => void> {
-    const { channel } = this.keys(messageId);
-    let listeners = this.channels.get(channel);
-    if (!listeners) {
-      listeners = new Set();
-      this.channels.set(channel, listeners);
-    }
-    listeners.add(onEvent);
-    const stop = () => {
-      listeners.delete(onEvent);
-      if (listeners.size === 0 && this.channels.get(channel) === listeners) {
-        this.channels.delete(channel);
-        this.options.subscriber.unsubscribe(channel).catch(() => {});
-      }
-    };
-    // Every call awaits the SUBSCRIBE reply, so no event published after this returns is missed.
-    try {
-      await this.options.subscriber.subscribe(channel);
-    } catch (error) {
-      // A caller that was refused holds no handle to stop with: nothing of it may stay behind.
-      stop();
-      throw error;
-    }
-    return stop;
+  listen(messageId: string, onEvent: (event: StreamEvent) => void): Promise<() => void> {
+    return this.channels.listen(this.keys(messageId).channel, onEvent);
   }
 
   async requestStop(messageId: string): Promise<void> {

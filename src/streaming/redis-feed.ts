@@ -2,6 +2,7 @@
 // the replay log, and each publish sends the same events on the feed's channel in the same Lua
 // step, so a subscriber that saw event n live finds every logged event before it.
 import type { Redis } from 'ioredis';
+import { ChannelListeners } from './channel-listeners.ts';
 import { decodeFeedEvent, encodeFeedEvent, type ChangeFeed, type FeedEvent, type FeedLimits } from './change-feed.ts';
 
 // Publishes to any number of feeds in one step. KEYS: each feed's log. ARGV: ttl ms, events
@@ -45,7 +46,7 @@ export interface RedisFeedOptions {
 
 export class RedisFeed implements ChangeFeed {
   private readonly redis: FeedRedis;
-  private readonly channels = new Map<string, Set<(event: FeedEvent) => void>>();
+  private readonly channels: ChannelListeners<FeedEvent>;
   private readonly reconnectHandlers = new Set<() => void>();
   private lostConnection = false;
   private pending: PendingPublish[] = [];
@@ -53,6 +54,7 @@ export class RedisFeed implements ChangeFeed {
 
   constructor(private readonly options: RedisFeedOptions) {
     this.redis = options.redis as FeedRedis;
+    this.channels = new ChannelListeners(options.subscriber, decodeFeedEvent);
     this.redis.defineCommand('parleyFeedPublish', { lua: PUBLISH });
     const { subscriber } = options;
     subscriber.on('close', () => {
@@ -65,18 +67,12 @@ export class RedisFeed implements ChangeFeed {
       this.lostConnection = false;
       this.resubscribe();
     });
-    subscriber.on('message', (channel: string, message: string) => {
-      const listeners = this.channels.get(channel);
-      if (!listeners) return;
-      const event = decodeFeedEvent(message);
-      if (!event) return;
-      for (const listener of listeners) listener(event);
-    });
+    subscriber.on('message', (channel: string, message: string) => this.channels.deliver(channel, message));
   }
 
   /** Subscribes every followed channel again, then tells the followers; tried again until it works. */
   private resubscribe(): void {
-    const channels = [...this.channels.keys()];
+    const channels = this.channels.names();
     const subscribed = channels.length > 0 ? this.options.subscriber.subscribe(...channels) : Promise.resolve();
     subscribed.then(
       () => {
@@ -133,27 +129,12 @@ export class RedisFeed implements ChangeFeed {
     return events;
   }
 
-  async listen(name: string, onEvent: (event: FeedEvent) => void): Promise<() => void> {
-    const { channel } = this.keys(name);
-    let listeners = this.channels.get(channel);
-    if (!listeners) this.channels.set(channel, (listeners = new Set()));
-    listeners.add(onEvent);
-    const stop = () => {
-      listeners.delete(onEvent);
-      if (listeners.size === 0 && this.channels.get(channel) === listeners) {
-        this.channels.delete(channel);
-        this.options.subscriber.unsubscribe(channel).catch(() => {});
-      }
-    };
-    try {
-      // Awaited by every caller: nothing published after this returns is missed.
-      await this.options.subscriber.subscribe(channel);
-    } catch {
-      // Redis is away: the listener stays, its channel is subscribed when Redis is back, and the
-      // follower is then told to look for what it missed.
+  listen(name: string, onEvent: (event: FeedEvent) => void): Promise<() => void> {
+    // Redis is away: the listener stays, its channel is subscribed when Redis is back, and the
+    // follower is then told to look for what it missed.
+    return this.channels.listen(this.keys(name).channel, onEvent, () => {
       this.lostConnection = true;
-    }
-    return stop;
+    });
   }
 
   onReconnect(handler: () => void): () => void {
