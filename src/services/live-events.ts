@@ -142,7 +142,7 @@ export class LiveEvents implements EventPublisher {
     await Promise.all([
       this.sweepEach('conversation', async (ids) => {
         const rows = await this.store.conversationEventSeqs(ids);
-        return (id) => rows.get(id)?.seq ?? null;
+        return (id) => rows.get(id) ?? null;
       }),
       this.sweepEach('viewer', async (ids) => {
         const rows = await this.store.viewerEventSeqs(ids);

@@ -103,9 +103,9 @@ export class PrismaStore implements Store {
     return row?.lastEventSeq ?? -1;
   }
 
-  async conversationEventSeqs(conversationIds: string[]): Promise<Map<string, { userId: string; seq: number }>> {
-    const rows = await this.db.conversation.findMany({ where: { id: { in: conversationIds } }, select: { id: true, userId: true, lastEventSeq: true } });
-    return new Map(rows.map((row) => [row.id, { userId: row.userId, seq: row.lastEventSeq }]));
+  async conversationEventSeqs(conversationIds: string[]): Promise<Map<string, number>> {
+    const rows = await this.db.conversation.findMany({ where: { id: { in: conversationIds } }, select: { id: true, lastEventSeq: true } });
+    return new Map(rows.map((row) => [row.id, row.lastEventSeq]));
   }
 
   async viewerEventSeqs(userIds: string[]): Promise<Map<string, number>> {

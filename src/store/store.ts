@@ -128,7 +128,7 @@ export interface ConversationStore {
   /** The user's newest viewer event seq, -1 before the first. */
   viewerEventSeq(userId: string): Promise<number>;
   /** The newest event seqs of many conversations (whoever owns them: for the followers' sweep); a missing one is absent. */
-  conversationEventSeqs(conversationIds: string[]): Promise<Map<string, { userId: string; seq: number }>>;
+  conversationEventSeqs(conversationIds: string[]): Promise<Map<string, number>>;
   /** The newest viewer event seqs of many users; one before any is absent. */
   viewerEventSeqs(userIds: string[]): Promise<Map<string, number>>;
   /** The conversation's STREAMING messages, oldest first. */

@@ -169,9 +169,8 @@ export async function* followFeed(feed: ChangeFeed, name: string, options: Follo
       if (missedLive) {
         missedLive = false;
         const current = await options.currentSeq();
-        if (current === null) owed = Math.max(owed, next);
-        else owed = Math.max(owed, current);
-        if (current === null && next > owed) return yield kind.gone(next, subject);
+        // Gone: its last event (DELETED) is owed too; the log may still have it, or else `gone`.
+        owed = Math.max(owed, current ?? next);
       }
       if (swept !== undefined) {
         const seq = swept;
