@@ -27,6 +27,12 @@ describe('configuration', () => {
     ['MIGRATE_ON_START', 'maybe'],
     ['MAX_CONTENT_CHARS', '0'],
     ['DATABASE_POOL_SIZE', '1.5'],
+    ['EVENT_LOG_MAX_EVENTS', '0'],
+    ['EVENT_LOG_MAX_EVENTS', '1e9'],
+    ['EVENT_LOG_TTL_S', '-1'],
+    ['EVENT_LOG_TTL_S', 'hour'],
+    ['EVENT_SWEEP_MS', '50'],
+    ['EVENT_SWEEP_MS', '1.5'],
   ])('rejects %s=%s naming the variable', (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`^Invalid configuration:\\n  - ${name}: `));
