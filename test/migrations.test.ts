@@ -187,7 +187,7 @@ describe('MySQL: ids compare exactly (migration 20261206000000_exact_ids)', () =
       }));
     const before = await rows(db.url);
     // Every migration from exact_ids on runs, in order, on the populated database.
-    expect(await applyMigrations(db.url)).toEqual([EXACT_IDS, '20261207000000_live_events']);
+    expect(await applyMigrations(db.url)).toEqual([EXACT_IDS, '20261207000000_live_events', '20261208000000_message_tree']);
     expect(await rows(db.url)).toEqual(before);
     // Messages written through a loose match now name their conversation byte for byte.
     const owners = await inDatabase(db.url, (c) => c.query('SELECT id, conversationId FROM Message ORDER BY BINARY id'));
