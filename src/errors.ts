@@ -9,6 +9,8 @@ export class DomainError extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string,
+    /** For BAD_USER_INPUT: the argument path at fault, e.g. `input.title`. */
+    readonly field?: string,
   ) {
     super(message);
   }
@@ -17,7 +19,7 @@ export class DomainError extends Error {
 export const notFound = (what: string) => new DomainError('NOT_FOUND', `${what} not found`);
 
 /** Invalid input; `field` is the argument path the client sent, e.g. `input.title`. */
-export const badInput = (field: string, problem: string) => new DomainError('BAD_USER_INPUT', `${field}: ${problem}`);
+export const badInput = (field: string, problem: string) => new DomainError('BAD_USER_INPUT', `${field}: ${problem}`, field);
 
 export const unauthenticated = (reason: string) => new DomainError('UNAUTHENTICATED', reason);
 

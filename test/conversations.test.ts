@@ -292,7 +292,7 @@ describe.each(ALL_PROVIDERS)('conversations and messages on %s', (provider) => {
     await api.ok(AddMessage, { input: { conversationId: ids[0]!, role: 'ASSISTANT', content: 'p5', metadata: { tool: 'x', list: [1, null] }, tokenCount: 7 } });
     sqlStatements.length = 0;
     const { conversations } = await api.ok(ListWithMessageFields, { first: 2 });
-    const windowQuery = sqlStatements.find((sql) => /ROW_NUMBER/i.test(sql));
+    const windowQuery = sqlStatements.find((sql) => /LATERAL/i.test(sql));
     expect(conversations.edges.map((e) => e.node.id).sort()).toEqual([...ids].sort());
     for (const { node } of conversations.edges) {
       const rows = await server.app.db.prisma.message.findMany({ where: { conversationId: node.id }, orderBy: { seq: 'asc' } });
@@ -322,7 +322,7 @@ describe.each(ALL_PROVIDERS)('conversations and messages on %s', (provider) => {
     expect(byId.get(ids[0]!)).toEqual(['p3', 'p4', 'p5']);
     expect(byId.get(ids[1]!)).toEqual(['q1', 'q2']);
     if (provider === 'postgresql') {
-      const narrowWindow = sqlStatements.find((sql) => /ROW_NUMBER/i.test(sql))!;
+      const narrowWindow = sqlStatements.find((sql) => /LATERAL/i.test(sql))!;
       expect(narrowWindow).toContain('"content"');
       expect(narrowWindow).not.toMatch(/"metadata"|"createdAt"|"error"/);
     }

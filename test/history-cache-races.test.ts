@@ -91,7 +91,7 @@ describe('history cache guards', () => {
     for (const k of keys) {
       const tag = /\{([^}]*)\}/.exec(k.entry)![1];
       expect([k.version, k.writers].map((key) => /\{([^}]*)\}/.exec(key)![1])).toEqual([tag, tag]);
-      expect(k.entry.endsWith(`{${tag}}:messages`)).toBe(true);
+      expect(k.entry.endsWith(`{${tag}}:path`)).toBe(true);
     }
     const owner = { ...message(1, 'acme:alice only', 'c6'), userId: 'acme:alice' };
     const version = versionOf((await cache.read('acme:alice', ['c6'])).get('c6'));

@@ -72,7 +72,7 @@ describe('the history cache, Redis up', () => {
     expect(a.epoch).toBe(`${namespace.prefix}history-epoch`);
     expect(b.epoch).toBe(a.epoch);
     for (const key of [a.entry, a.version, a.writers]) expect(key.startsWith(`${namespace.prefix}history:{`)).toBe(true);
-    expect([a.entry, a.version, a.writers].map((key) => key.slice(a.base.length))).toEqual([':messages', ':version', ':writers']);
+    expect([a.entry, a.version, a.writers].map((key) => key.slice(a.base.length))).toEqual([':path', ':version', ':writers']);
   });
 
   it('serves a hit with one MGET (no script), revives its dates, and counts hits and misses per conversation', async () => {

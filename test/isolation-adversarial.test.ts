@@ -176,7 +176,7 @@ describe.each(ALL_PROVIDERS)('adversarial isolation on %s', (provider) => {
     const found: { key: string; userId: string; conversationId: string }[] = [];
     let cursor = '0';
     do {
-      const [next, keys] = await probe.scan(cursor, 'MATCH', `${namespace.prefix}history:*:messages`, 'COUNT', 1000);
+      const [next, keys] = await probe.scan(cursor, 'MATCH', `${namespace.prefix}history:*:path`, 'COUNT', 1000);
       cursor = next;
       for (const key of keys) {
         const raw = (await probe.get(key)) ?? '';

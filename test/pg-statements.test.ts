@@ -6,7 +6,8 @@ import { openDatabase, type Database } from '../src/store/database.ts';
 import { applyMigrations } from '../src/store/migrate.ts';
 import { NoHistoryCache } from '../src/cache/history-cache.ts';
 import { MessagePageLoader } from '../src/services/message-pages.ts';
-import { PgStore, uuid7 } from '../src/store/pg-store.ts';
+import { uuid7 } from '../src/store/ids.ts';
+import { PgStore } from '../src/store/pg-store.ts';
 import { PrismaStore } from '../src/store/prisma-store.ts';
 import type { NewExchange as Exchange, ReplyEnd } from '../src/store/store.ts';
 import { UserConfigService } from '../src/services/user-config.ts';
@@ -53,8 +54,9 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
     assistantMessage: await db.prisma.message.findUniqueOrThrow({ where: { id: saved.assistantMessage.id } }),
   });
   const comparable = <T extends Record<string, unknown>>(row: T) => {
-    const { id: _id, conversationId: _c, createdAt: _a, updatedAt: _u, leaseExpiresAt, ...rest } = row;
-    return { ...rest, leasing: leaseExpiresAt !== null };
+    const { id: _id, conversationId: _c, createdAt: _a, updatedAt: _u, leaseExpiresAt, parentId, currentMessageId, ...rest } = row;
+    // Ids differ between the two conversations; which message they name is checked below.
+    return { ...rest, leasing: leaseExpiresAt !== null, hasParent: typeof parentId === 'string', hasTip: typeof currentMessageId === 'string' };
   };
 
   it('returns exactly the rows it wrote, and writes what the Prisma transaction writes', async () => {
@@ -74,6 +76,13 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
     expect(fastRows.conversation.updatedAt.getTime()).toBeGreaterThanOrEqual(before);
     expect(fastRows.assistantMessage.leaseExpiresAt!.getTime()).toBeGreaterThan(Date.now() + 10_000);
     expect(fastRows.userMessage.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    // Both answer the tip they found, and leave their reply as the tip.
+    for (const [saved, rows, conversation] of [[savedFast, fastRows, fast], [savedSlow, slowRows, slow]] as const) {
+      expect(rows.userMessage.parentId).toBe(conversation.currentMessageId);
+      expect(rows.assistantMessage.parentId).toBe(saved.userMessage.id);
+      expect(rows.conversation.currentMessageId).toBe(saved.assistantMessage.id);
+      expect([rows.userMessage.depth, rows.assistantMessage.depth, rows.conversation.pathLength]).toEqual([0, 1, 2]);
+    }
   });
 
   it('starts a new conversation the way the Prisma transaction does', async () => {
@@ -96,6 +105,12 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
     expect(saved.every((s) => s.assistantMessage.seq === s.userMessage.seq + 1)).toBe(true);
     // And distinct event seqs, gapless: two per exchange.
     expect(saved.flatMap((s) => [s.conversationSeq! - 1, s.conversationSeq!]).sort((a, b) => a - b)).toEqual(Array.from({ length: 40 }, (_, i) => i));
+    // One path: each send answered the tip the one before it left, even one committed while it
+    // waited for the conversation's lock (which the statement's snapshot does not see).
+    const rows = await db.prisma.message.findMany({ where: { conversationId: conversation.id }, orderBy: { seq: 'asc' } });
+    expect(rows.map((m) => m.parentId)).toEqual([null, ...rows.slice(0, -1).map((m) => m.id)]);
+    expect(rows.map((m) => [m.depth, m.onPath])).toEqual(rows.map((_, i) => [i, true]));
+    expect(await db.prisma.conversation.findUniqueOrThrow({ where: { id: conversation.id } })).toMatchObject({ currentMessageId: rows.at(-1)!.id, pathLength: 40 });
   });
 
   it("writes nothing to another user's conversation or a missing one, and says NOT_FOUND", async () => {
@@ -136,7 +151,7 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
         statements.length = 0;
         const loader = new MessagePageLoader(counted.store, new NoHistoryCache(50), 'alice');
         const pages = await Promise.all(conversations.map((c) => loader.load(c.id, args)));
-        expect(statements).toHaveLength(1);
+        expect(statements, statements.join("\n---\n")).toHaveLength(1);
         for (const [i, page] of pages.entries()) {
           const all = await db.prisma.message.findMany({ where: { conversationId: conversations[i]!.id }, orderBy: { seq: 'asc' } });
           const expected = args.first ? all.slice(0, args.first) : all.slice(-args.last!);
@@ -151,20 +166,20 @@ describe('saving an exchange on PostgreSQL in one statement', () => {
       expect(await Promise.all(conversations.map((c) => counts.count(c.id)))).toEqual([8, 10, 12]);
       expect(statements).toHaveLength(1);
 
-      // A list asking for pages and counts: the counts come with the page query, including a
-      // conversation without messages (0).
+      // A list asking for pages and counts: one page query, one read of the path lengths, including
+      // a conversation without messages (0).
       const empty = await newConversation();
       const ids = [...conversations.map((c) => c.id), empty.id];
       const together = new MessagePageLoader(counted.store, new NoHistoryCache(50), 'alice');
       statements.length = 0;
       const [pages, totals] = await Promise.all([Promise.all(ids.map((id) => together.load(id, { last: 2 }))), Promise.all(ids.map((id) => together.count(id)))]);
       expect(totals).toEqual([8, 10, 12, 0]);
-      expect(statements).toHaveLength(1);
+      expect(statements).toHaveLength(2);
       for (const [i, page] of pages.entries()) {
         const all = await db.prisma.message.findMany({ where: { conversationId: ids[i] }, orderBy: { seq: 'asc' } });
         expect(page.edges.map((e) => e.node)).toEqual(all.slice(-2));
       }
-      // A page after a cursor covers part of each conversation: counts are their own query.
+      // A page after a cursor: the counts are still the whole paths.
       const cursor = pages[0]!.edges[0]!.cursor;
       const paged = new MessagePageLoader(counted.store, new NoHistoryCache(50), 'alice');
       const [, partTotals] = await Promise.all([Promise.all(ids.map((id) => paged.load(id, { last: 2, before: cursor }))), Promise.all(ids.map((id) => paged.count(id)))]);

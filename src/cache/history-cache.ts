@@ -60,7 +60,7 @@ return 1
  */
 export function historyKeys(prefix: string, userId: string, conversationId: string) {
   const base = `${prefix}history:{${encodeKeyPart(userId)}:${encodeKeyPart(conversationId)}}`;
-  return { base, entry: `${base}:messages`, version: `${base}:version`, writers: `${base}:writers`, epoch: `${prefix}history-epoch` };
+  return { base, entry: `${base}:path`, version: `${base}:version`, writers: `${base}:writers`, epoch: `${prefix}history-epoch` };
 }
 
 function encodeKeyPart(id: string): string {

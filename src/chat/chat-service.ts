@@ -8,16 +8,17 @@ import type { Logger } from '../logger.ts';
 import { isStorableText } from '../services/input.ts';
 import type { EventPublisher } from '../services/live-events.ts';
 import type { UserConfigService } from '../services/user-config.ts';
-import type { Message } from '../store/rows.ts';
-import type { SavedExchange, Store } from '../store/store.ts';
+import type { Conversation, Message } from '../store/rows.ts';
+import type { FoundExchange, SavedExchange, Store } from '../store/store.ts';
 import type { StreamBroker } from '../streaming/events.ts';
 import type { FollowedEvent } from '../streaming/follow.ts';
+import { BranchOperations, type DeletedMessages } from './branches.ts';
 import { ReplyFinalizer } from './finalize.ts';
 import { FlushScheduler } from './flush-scheduler.ts';
 import { ReplyFollower } from './follow.ts';
 import { Generations } from './generation.ts';
 import { LeaseKeeper } from './leases.ts';
-import { ExchangeSender } from './send.ts';
+import { ExchangeSender, type Sent } from './send.ts';
 import { TitleWriter } from './titles.ts';
 
 export interface ChatOptions {
@@ -34,9 +35,13 @@ export interface ChatOptions {
 
 export type SendResult = SavedExchange;
 
+/** editMessage's answer: no assistant message when nothing is generated. */
+export type EditResult = FoundExchange;
+
 export class ChatService {
   private readonly closing = new AbortController();
   private readonly sender: ExchangeSender;
+  private readonly branches: BranchOperations;
   private readonly finalizer: ReplyFinalizer;
   private readonly generations: Generations;
   private readonly leases: LeaseKeeper;
@@ -52,6 +57,7 @@ export class ChatService {
     events: EventPublisher,
   ) {
     this.sender = new ExchangeSender(store, userConfigs, cache, options, events);
+    this.branches = new BranchOperations(store, userConfigs, cache, this.sender, events, options, (viewer, messageId) => this.stop(viewer, messageId));
     this.finalizer = new ReplyFinalizer(store, cache, broker, logger, events);
     const titles = new TitleWriter(store, options.model, this.closing.signal, logger, events);
     const flushes = new FlushScheduler(options.flushMs);
@@ -67,7 +73,34 @@ export class ChatService {
   }
 
   async send(viewer: Viewer, rawInput: unknown): Promise<SendResult> {
-    const { exchange, settings } = await this.sender.send(viewer, rawInput);
+    return this.generate(await this.sender.send(viewer, rawInput));
+  }
+
+  /** A new reply to the user message an assistant message answers; the new branch becomes active. */
+  async regenerate(viewer: Viewer, rawInput: unknown): Promise<SendResult> {
+    return this.generate(await this.branches.regenerate(viewer, rawInput));
+  }
+
+  /** A new version of a message; a user message's gets a fresh reply. */
+  async edit(viewer: Viewer, rawInput: unknown): Promise<EditResult> {
+    const edited = await this.branches.edit(viewer, rawInput);
+    return 'sent' in edited ? this.generate(edited.sent) : edited.message;
+  }
+
+  switchBranch(viewer: Viewer, messageId: string): Promise<Conversation> {
+    return this.branches.switchBranch(viewer, messageId);
+  }
+
+  fork(viewer: Viewer, rawInput: unknown): Promise<Conversation> {
+    return this.branches.fork(viewer, rawInput);
+  }
+
+  deleteMessage(viewer: Viewer, messageId: string): Promise<DeletedMessages> {
+    return this.branches.deleteMessage(viewer, messageId);
+  }
+
+  /** Starts the reply of an exchange this call created; a replayed one runs (or ran) already. */
+  private generate({ exchange, settings }: Sent): SendResult {
     if (settings) this.generations.start(exchange, settings);
     return exchange;
   }

@@ -3,12 +3,13 @@
 import { z } from 'zod';
 import type { Viewer } from '../auth.ts';
 import type { HistoryCache } from '../cache/history-cache.ts';
-import { DuplicateKeyError, notFound } from '../errors.ts';
+import { badInput, DuplicateKeyError, notFound } from '../errors.ts';
 import { countTokens } from '../llm/tokens.ts';
 import { isStorableText, parseInput, storableText } from '../services/input.ts';
 import type { EventPublisher } from '../services/live-events.ts';
 import { maxTokensSchema, modelNameSchema, temperatureSchema, type ModelSettings, type UserConfigService } from '../services/user-config.ts';
-import type { NewSavedExchange, SavedExchange, Store } from '../store/store.ts';
+import { resolveParent } from '../services/parents.ts';
+import type { FoundExchange, NewSavedExchange, ParentChoice, SavedExchange, Store } from '../store/store.ts';
 
 export interface SendOptions {
   leaseMs: number;
@@ -17,6 +18,43 @@ export interface SendOptions {
 
 /** A saved exchange; `settings` is there when this call created it and its reply is still to run. */
 export type Sent = { exchange: SavedExchange; settings?: ModelSettings };
+
+/** The generation options every operation that starts a reply takes. */
+export function generationFields() {
+  return {
+    clientMessageId: storableText().min(1, 'must not be empty').max(128, 'must be at most 128 characters').nullish(),
+    presetId: storableText().nullish(),
+    model: modelNameSchema.nullish(),
+    temperature: temperatureSchema.nullish(),
+    maxTokens: maxTokensSchema.nullish(),
+  };
+}
+
+/** What a user's message says, checked as sendMessage checks it. */
+export function contentSchema(maxContentChars: number) {
+  return storableText()
+    .refine((s) => s.trim().length > 0, 'must not be empty')
+    .refine((s) => s.length <= maxContentChars, `must be at most ${maxContentChars} characters`);
+}
+
+/** An exchange a clientMessageId already made, as the answer to a retry; a key spent on a message without a reply cannot answer one. */
+export function replayedExchange(previous: FoundExchange): SavedExchange {
+  const { assistantMessage } = previous;
+  if (!assistantMessage) throw badInput('input.clientMessageId', 'was used for a message without a reply');
+  return { ...previous, assistantMessage };
+}
+
+/** A parsed request for a new exchange; `parentId` undefined answers the active tip. */
+export interface ExchangeRequest {
+  conversationId: string | null;
+  parentId: ParentChoice;
+  content: string;
+  clientMessageId?: string | null;
+  presetId?: string | null;
+  model?: string | null;
+  temperature?: number | null;
+  maxTokens?: number | null;
+}
 
 export class ExchangeSender {
   private readonly schema;
@@ -30,23 +68,24 @@ export class ExchangeSender {
   ) {
     this.schema = z.object({
       conversationId: z.string().nullish(),
-      content: storableText()
-        .refine((s) => s.trim().length > 0, 'must not be empty')
-        .refine((s) => s.length <= options.maxContentChars, `must be at most ${options.maxContentChars} characters`),
-      clientMessageId: storableText().min(1, 'must not be empty').max(128, 'must be at most 128 characters').nullish(),
-      presetId: storableText().nullish(),
-      model: modelNameSchema.nullish(),
-      temperature: temperatureSchema.nullish(),
-      maxTokens: maxTokensSchema.nullish(),
+      parentId: z.string().nullish(),
+      content: contentSchema(options.maxContentChars),
+      ...generationFields(),
     });
   }
 
   async send(viewer: Viewer, rawInput: unknown): Promise<Sent> {
     const input = parseInput(this.schema, rawInput, 'input');
     if (input.conversationId != null && !isStorableText(input.conversationId)) throw notFound('conversation');
+    const { conversationId, parentId } = await resolveParent(this.store, viewer, input.conversationId ?? null, input.parentId ?? undefined);
+    return this.exchange(viewer, { ...input, conversationId, parentId });
+  }
+
+  /** Saves the exchange, or answers with the one its clientMessageId made. */
+  async exchange(viewer: Viewer, input: ExchangeRequest): Promise<Sent> {
     if (input.clientMessageId) {
       const previous = await this.store.findExchange(viewer.userId, input.clientMessageId);
-      if (previous) return { exchange: previous };
+      if (previous) return { exchange: replayedExchange(previous) };
     }
     // Read beside the history-cache write mark: only the assistant row needs the settings.
     const settingsRead = this.userConfigs.modelSettings(viewer, input);
@@ -54,7 +93,8 @@ export class ExchangeSender {
     const save = () =>
       this.store.saveExchange({
         userId: viewer.userId,
-        conversationId: input.conversationId ?? null,
+        conversationId: input.conversationId,
+        parentId: input.parentId,
         content: input.content,
         tokenCount: countTokens(input.content),
         clientMessageId: input.clientMessageId ?? null,
@@ -63,12 +103,12 @@ export class ExchangeSender {
       });
     let exchange: NewSavedExchange;
     try {
-      exchange = input.conversationId != null ? await this.cache.writing(viewer.userId, input.conversationId, save) : await save();
+      exchange = input.conversationId !== null ? await this.cache.writing(viewer.userId, input.conversationId, save) : await save();
     } catch (error) {
       // A concurrent retry with the same clientMessageId won the insert: answer with its messages.
       if (input.clientMessageId && error instanceof DuplicateKeyError) {
         const previous = await this.store.findExchange(viewer.userId, input.clientMessageId);
-        if (previous) return { exchange: previous };
+        if (previous) return { exchange: replayedExchange(previous) };
       }
       throw error;
     }

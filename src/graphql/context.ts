@@ -5,6 +5,7 @@ import type { ConversationService } from '../services/conversations.ts';
 import type { LiveEvents } from '../services/live-events.ts';
 import type { MessagePageLoader } from '../services/message-pages.ts';
 import type { MessageService } from '../services/messages.ts';
+import type { SiblingLoader } from '../services/siblings.ts';
 import type { UserConfigService } from '../services/user-config.ts';
 import type { Db } from '../store/database.ts';
 
@@ -23,6 +24,7 @@ export interface Context {
   db: Db;
   services: Services;
   messagePages: MessagePageLoader;
+  siblings: SiblingLoader;
   /** Aborted when the server shuts down: subscriptions end on it. */
   shutdown: AbortSignal;
 }

@@ -6,8 +6,8 @@ import { DomainError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 
 /**
- * Yoga's `maskError`: a domain error becomes a GraphQL error carrying its code (at the same path
- * and locations); validation errors of Pothos are BAD_USER_INPUT; GraphQL's own refusals pass
+ * Yoga's `maskError`: a domain error becomes a GraphQL error carrying its code, and for bad input
+ * the argument path at fault as `field` (at the same path and locations); validation errors of Pothos are BAD_USER_INPUT; GraphQL's own refusals pass
  * unchanged; other errors are logged and masked by Yoga.
  */
 export function errorMasker(logger: Logger) {
@@ -20,7 +20,7 @@ export function errorMasker(logger: Logger) {
         source: located?.source,
         positions: located?.positions,
         path: located?.path,
-        extensions: { code: original.code },
+        extensions: original.field === undefined ? { code: original.code } : { code: original.code, field: original.field },
       });
     }
     if (original instanceof PothosValidationError) {

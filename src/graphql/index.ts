@@ -7,6 +7,7 @@ import './schema/message.ts';
 import './schema/conversation.ts';
 import './schema/user-config.ts';
 import './schema/chat.ts';
+import './schema/branches.ts';
 import './schema/live-events.ts';
 
 export function buildSchema(): GraphQLSchema {

@@ -13,6 +13,7 @@ import { errorMasker } from '../graphql/errors.ts';
 import { buildSchema } from '../graphql/index.ts';
 import type { Logger } from '../logger.ts';
 import { MessagePageLoader } from '../services/message-pages.ts';
+import { SiblingLoader } from '../services/siblings.ts';
 import type { Database } from '../store/database.ts';
 import { useCompiledQueries } from './compiled-queries.ts';
 import { FastPath, hooksHttpLayer, useFastPathLearning } from './fast-path.ts';
@@ -43,6 +44,7 @@ export function createPipeline(config: Config, { db, cache, services, authentica
       db: db.prisma,
       services,
       messagePages: new MessagePageLoader(db.store, cache, viewer.userId),
+      siblings: new SiblingLoader(db.store, viewer.userId),
       shutdown,
     };
   }

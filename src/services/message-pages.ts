@@ -1,7 +1,7 @@
-// Pages of Conversation.messages, and message counts, for every conversation of one GraphQL
-// request, loaded together.
-// A list of 50 conversations asking for their last 5 messages and their counts costs one window
-// query where the store counts with its pages (PostgreSQL), two elsewhere (the rows, the counts).
+// Pages of Conversation.messages (the active path), and message counts, for every conversation of
+// one GraphQL request, loaded together. A list of 50 conversations asking for their last 5
+// messages and their counts costs two statements: the pages (each through the index), and the
+// path lengths kept on the conversations.
 import type { HistoryCache } from '../cache/history-cache.ts';
 import type { Message } from '../store/rows.ts';
 import type { Store } from '../store/store.ts';
@@ -25,9 +25,6 @@ interface Request {
 /** `columns`: what the batch's requests read (the keys always), or undefined: every column. */
 type Batch = { window: PageWindow<number>; requests: Request[]; columns: Set<string> | undefined };
 
-/** Message counts of the conversations whose every message a page query counted. */
-type Totals = Map<string, number>;
-
 interface PendingCounts {
   ids: Set<string>;
   counted: Promise<Map<string, number>>;
@@ -45,7 +42,7 @@ export class MessagePageLoader {
   private scheduled = false;
 
   constructor(
-    private readonly store: Store & { readonly pagesCarryTotals: boolean },
+    private readonly store: Store,
     private readonly cache: HistoryCache,
     private readonly userId: string,
   ) {}
@@ -73,11 +70,7 @@ export class MessagePageLoader {
     return toConnection(rows, window, (m) => m.seq, messageCursor);
   }
 
-  /**
-   * How many messages the conversation has, counted together with every other count asked for in
-   * the same tick. Prisma's relation count joins a GROUP BY over the whole Message table; this
-   * counts only the listed conversations, through the (conversationId, seq) index.
-   */
+  /** How many messages the conversation's active path holds, read with every other count asked for in the same tick. */
   count(conversationId: string): Promise<number> {
     if (!this.pendingCounts) {
       let settle!: Pick<PendingCounts, 'resolve' | 'reject'>;
@@ -100,34 +93,15 @@ export class MessagePageLoader {
     this.scheduled = false;
     const batches = [...(this.batchesByKey?.values() ?? [])];
     this.batchesByKey?.clear();
+    for (const batch of batches) this.run(batch).catch((error) => batch.requests.forEach((r) => r.reject(error)));
     const counts = this.pendingCounts;
     this.pendingCounts = undefined;
-    // A store that counts with its pages (PostgreSQL) counts each conversation's messages in the
-    // window query of a page without a cursor (it reads every row of those conversations anyway).
-    const totals: Totals = new Map();
-    const carrier = counts && this.store.pagesCarryTotals ? batches.find((b) => b.window.after === undefined && b.window.before === undefined) : undefined;
-    let carried = Promise.resolve();
-    for (const batch of batches) {
-      const run = this.run(batch, batch === carrier ? totals : undefined).catch((error) => batch.requests.forEach((r) => r.reject(error)));
-      if (batch === carrier) carried = run;
-    }
-    if (!counts) return;
-    void carried
-      .then(async () => {
-        const rest = [...counts.ids].filter((id) => !totals.has(id));
-        if (rest.length > 0) for (const [id, count] of await this.countAll(rest)) totals.set(id, count);
-        counts.resolve(totals);
-      })
-      .catch(counts.reject);
+    if (counts) this.store.countMessages(this.userId, [...counts.ids]).then(counts.resolve, counts.reject);
   }
 
-  private countAll(ids: string[]): Promise<Map<string, number>> {
-    return this.store.countMessages(this.userId, ids);
-  }
-
-  private async run({ window, requests, columns }: Batch, totals?: Totals): Promise<void> {
+  private async run({ window, requests, columns }: Batch): Promise<void> {
     const ids = [...new Set(requests.map((r) => r.conversationId))];
-    const rows = this.isNewestPage(window) ? await this.newestPages(ids, window.limit, columns, totals) : await this.pages(ids, window, columns, totals);
+    const rows = this.isNewestPage(window) ? await this.newestPages(ids, window.limit, columns) : await this.pages(ids, window, columns);
     const byConversation = new Map<string, Message[]>();
     for (const row of rows) {
       const list = byConversation.get(row.conversationId);
@@ -143,12 +117,12 @@ export class MessagePageLoader {
   }
 
   /** Newest first, `limit + 1` per conversation: cached entries, the rest read together and cached. */
-  private async newestPages(ids: string[], limit: number, columns: Set<string> | undefined, totals?: Totals): Promise<Message[]> {
+  private async newestPages(ids: string[], limit: number, columns: Set<string> | undefined): Promise<Message[]> {
     const reads = await this.cache.read(this.userId, ids);
     const missing = ids.filter((id) => !('messages' in reads.get(id)!));
     // Whole entries are read only when they can be cached; otherwise just the page.
     const fillable = missing.some((id) => (reads.get(id) as { version: string | null }).version !== null);
-    const loaded = missing.length > 0 ? await this.pages(missing, { limit: fillable ? this.cache.size - 1 : limit, fromEnd: true }, fillable ? undefined : columns, totals) : [];
+    const loaded = missing.length > 0 ? await this.pages(missing, { limit: fillable ? this.cache.size - 1 : limit, fromEnd: true }, fillable ? undefined : columns) : [];
     const rows: Message[] = [];
     for (const id of ids) {
       const read = reads.get(id)!;
@@ -165,9 +139,7 @@ export class MessagePageLoader {
   }
 
   /** Rows of each conversation in window order, at most `limit + 1` each. */
-  private async pages(ids: string[], window: PageWindow<number>, columns: Set<string> | undefined, totals?: Totals): Promise<Message[]> {
-    const pages = await this.store.messagePages({ userId: this.userId, conversationIds: ids, window, columns, withTotals: totals !== undefined });
-    if (totals && pages.totals) for (const [id, count] of pages.totals) totals.set(id, count);
-    return pages.rows;
+  private async pages(ids: string[], window: PageWindow<number>, columns: Set<string> | undefined): Promise<Message[]> {
+    return (await this.store.messagePages({ userId: this.userId, conversationIds: ids, window, columns })).rows;
   }
 }

@@ -7,6 +7,7 @@ import type { JsonValue, Message, MessageQuery } from '../store/rows.ts';
 import type { Store } from '../store/store.ts';
 import { isStorableText, parseInput, storableJson, storableText } from './input.ts';
 import type { EventPublisher } from './live-events.ts';
+import { resolveParent } from './parents.ts';
 import { cachedRecentMessages } from './recent-messages.ts';
 
 export const MAX_HISTORY_LIMIT = 100;
@@ -28,6 +29,7 @@ export interface MessageLimits {
 function addInput(limits: MessageLimits) {
   return z.object({
     conversationId: z.string().nullish(),
+    parentId: z.string().nullish(),
     role: z.enum(Role),
     content: storableText()
       .refine((s) => s.trim().length > 0, 'must not be empty')
@@ -58,15 +60,16 @@ export class MessageService {
   async add(viewer: Viewer, rawInput: unknown, query: MessageQuery = {}): Promise<Message> {
     const input = parseInput(this.addSchema, rawInput, 'input');
     if (input.conversationId != null && !isStorableText(input.conversationId)) throw notFound('conversation');
+    const { conversationId, parentId } = await resolveParent(this.store, viewer, input.conversationId ?? null, input.parentId ?? undefined);
     const append = () =>
       this.store.appendMessage(
         viewer.userId,
-        input.conversationId ?? null,
-        { role: input.role, content: input.content, tokenCount: input.tokenCount ?? null, metadata: (input.metadata ?? undefined) as JsonValue | undefined },
+        conversationId,
+        { role: input.role, content: input.content, tokenCount: input.tokenCount ?? null, metadata: (input.metadata ?? undefined) as JsonValue | undefined, parentId },
         query,
       );
     // A new conversation has no cache entry to keep in step.
-    const added = input.conversationId != null ? await this.cache.writing(viewer.userId, input.conversationId, append) : await append();
+    const added = conversationId !== null ? await this.cache.writing(viewer.userId, conversationId, append) : await append();
     const { message } = added;
     if (added.viewerSeq !== null) this.events.viewer(viewer.userId, { seq: added.viewerSeq, kind: 'CONVERSATION_CREATED', conversationId: message.conversationId });
     if (added.conversationSeq !== null) this.events.conversation(message.conversationId, [{ seq: added.conversationSeq, kind: 'MESSAGE_ADDED', messageId: message.id }]);

@@ -14,7 +14,7 @@ export interface Database {
   prisma: Db;
   /** Present on PostgreSQL. */
   sql: DirectSql | null;
-  store: Store & { readonly pagesCarryTotals: boolean };
+  store: Store;
   /** Resolves when the database answers a trivial query. */
   ping(): Promise<void>;
   close(): Promise<void>;

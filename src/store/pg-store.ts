@@ -2,22 +2,20 @@
 // the title, the subscriber's ownership check) go to the shared pg pool as named statements, and
 // message pages come from one window query. Everything else is the Prisma store's. A contract
 // test holds both adapters to the same rows.
-import { randomBytes } from 'node:crypto';
 import { DuplicateKeyError, notFound } from '../errors.ts';
 import { Prisma } from '../generated/prisma/sqlite/client.ts';
 import type { Db, DirectSql } from './dialect.ts';
+import { uuid7 } from './ids.ts';
 import { PrismaStore } from './prisma-store.ts';
 import { MESSAGE_COLUMNS, type Conversation, type Message, type UserConfigRow } from './rows.ts';
-import type { EventSeqs, MessagePages, MessagePagesRequest, NewExchange, NewSavedExchange, PageWindow, ReplyEnd, ReplyState, SavedReplyEnd } from './store.ts';
+import type { EventSeqs, MessagePages, MessagePagesRequest, NewExchange, NewSavedExchange, ReplyEnd, ReplyState, SavedReplyEnd } from './store.ts';
 
-const { empty, join, raw, sql: fragment } = Prisma;
+const { empty, raw, sql: fragment } = Prisma;
 
 // Read whatever the operation selects: what identifies, pages and owns a row.
 const KEY_COLUMNS = new Set(['id', 'conversationId', 'userId', 'seq']);
 
 export class PgStore extends PrismaStore {
-  override readonly pagesCarryTotals = true;
-
   constructor(
     db: Db,
     private readonly sql: DirectSql,
@@ -88,9 +86,16 @@ export class PgStore extends PrismaStore {
 
   /**
    * The update and both inserts as one statement (data-modifying CTEs): one round trip and no
-   * interactive transaction. Columns Prisma would fill are filled here the same way.
+   * interactive transaction. Columns Prisma would fill are filled here the same way. An answer
+   * under another message than the tip moves the active path: the Prisma store's transaction.
+   *
+   * The tip the user's message answers is read from the conversation row as `old` locks it
+   * (FOR NO KEY UPDATE hands back the newest committed version, even one committed while this
+   * statement waited); `c` updates the row only after that (it reads `old`). The statement's
+   * snapshot cannot be asked instead: it misses messages committed while the lock was waited for.
    */
   override async saveExchange(exchange: NewExchange): Promise<NewSavedExchange> {
+    if (exchange.parentId !== undefined) return super.saveExchange(exchange);
     const { userId, content, tokenCount, clientMessageId } = exchange;
     const settings = await exchange.settings;
     const now = new Date();
@@ -102,70 +107,83 @@ export class PgStore extends PrismaStore {
     // row lock queues concurrent senders).
     const [name, conversationStep] =
       exchange.conversationId === null
-        ? ['parley_send_new', `INSERT INTO "Conversation" ("id", "userId", "lastSeq", "lastEventSeq", "createdAt", "updatedAt") VALUES ($1, $2, 2, 1, $3, $3)`]
-        : ['parley_send', `UPDATE "Conversation" SET "lastSeq" = "lastSeq" + 2, "lastEventSeq" = "lastEventSeq" + 2, "updatedAt" = $3 WHERE "id" = $1 AND "userId" = $2`];
+        ? [
+            'parley_send_new',
+            `old AS (SELECT NULL::text AS "tip"), c AS (
+               INSERT INTO "Conversation" ("id", "userId", "lastSeq", "lastEventSeq", "currentMessageId", "pathLength", "createdAt", "updatedAt") VALUES ($1, $2, 2, 1, $8, 2, $3, $3)`,
+          ]
+        : [
+            'parley_send',
+            `old AS (
+               SELECT "currentMessageId" AS "tip" FROM "Conversation" WHERE "id" = $1 AND "userId" = $2 FOR NO KEY UPDATE
+             ), c AS (
+               UPDATE "Conversation" SET "lastSeq" = "lastSeq" + 2, "lastEventSeq" = "lastEventSeq" + 2, "currentMessageId" = $8, "pathLength" = "pathLength" + 2, "updatedAt" = $3
+               WHERE "id" = (SELECT $1::text FROM old) AND "userId" = $2`,
+          ];
     // A new conversation is also a viewer event.
     const viewerStep = exchange.conversationId === null ? `, v AS (${VIEWER_SEQ_FROM_C})` : '';
     const viewerSeq = exchange.conversationId === null ? '(SELECT "lastEventSeq" FROM v)' : 'NULL::int';
     const text = `
-    WITH c AS (
-      ${conversationStep}
-      RETURNING "userId", "title", "archived", "lastSeq", "lastEventSeq", "createdAt"
+    WITH ${conversationStep}
+      RETURNING "userId", "title", "archived", "lastSeq", "lastEventSeq", "pathLength", "createdAt"
     )${viewerStep}, u AS (
-      INSERT INTO "Message" ("id", "conversationId", "userId", "seq", "role", "content", "tokenCount", "status", "clientMessageId", "createdAt", "updatedAt")
-      SELECT $4, $1, $2, c."lastSeq" - 1, 'USER'::"Role", $5, $6::int, 'COMPLETE'::"MessageStatus", $7::varchar, $3, $3 FROM c
+      INSERT INTO "Message" ("id", "conversationId", "userId", "seq", "parentId", "depth", "role", "content", "tokenCount", "status", "clientMessageId", "createdAt", "updatedAt")
+      SELECT $4, $1, $2, c."lastSeq" - 1, (SELECT "tip" FROM old), c."pathLength" - 2, 'USER'::"Role", $5, $6::int, 'COMPLETE'::"MessageStatus", $7::varchar, $3, $3 FROM c
     ), a AS (
-      INSERT INTO "Message" ("id", "conversationId", "userId", "seq", "role", "content", "status", "model", "leaseExpiresAt", "metadata", "createdAt", "updatedAt")
-      SELECT $8, $1, $2, c."lastSeq", 'ASSISTANT'::"Role", '', 'STREAMING'::"MessageStatus", $9, $10, $11::jsonb, $3, $3 FROM c
+      INSERT INTO "Message" ("id", "conversationId", "userId", "seq", "parentId", "depth", "role", "content", "status", "model", "leaseExpiresAt", "metadata", "createdAt", "updatedAt")
+      SELECT $8, $1, $2, c."lastSeq", $4, c."pathLength" - 1, 'ASSISTANT'::"Role", '', 'STREAMING'::"MessageStatus", $9, $10, $11::jsonb, $3, $3 FROM c
     )
-    SELECT "title", "archived", "lastSeq", "lastEventSeq", "createdAt", ${viewerSeq} AS "viewerSeq" FROM c`;
+    SELECT "title", "archived", "lastSeq", "lastEventSeq", "pathLength", "createdAt", (SELECT "tip" FROM old) AS "tip", ${viewerSeq} AS "viewerSeq" FROM c`;
     const values = [conversationId, userId, now, userMessageId, content, tokenCount, clientMessageId, assistantMessageId, settings.model, leaseExpiresAt, JSON.stringify(metadata)];
-    const { rows } = await this.sql.query<Pick<Conversation, 'title' | 'archived' | 'lastSeq' | 'lastEventSeq' | 'createdAt'> & { viewerSeq: number | null }>(name, text, values).catch((error: unknown) => {
+    const { rows } = await this.sql.query<Pick<Conversation, 'title' | 'archived' | 'lastSeq' | 'lastEventSeq' | 'pathLength' | 'createdAt'> & { tip: string | null; viewerSeq: number | null }>(name, text, values).catch((error: unknown) => {
       throw (error as { code?: unknown } | null)?.code === '23505' ? new DuplicateKeyError('clientMessageId', { cause: error }) : error;
     });
     const row = rows[0];
     if (!row) throw notFound('conversation');
-    const { viewerSeq: savedViewerSeq, ...conversation } = row;
-    const message = { conversationId, userId, metadata: null, model: null, finishReason: null, promptTokens: null, completionTokens: null, error: null, leaseExpiresAt: null, tokenCount: null, clientMessageId: null, createdAt: now, updatedAt: now };
+    const { viewerSeq: savedViewerSeq, tip, ...conversation } = row;
+    const message = { conversationId, userId, metadata: null, model: null, finishReason: null, promptTokens: null, completionTokens: null, error: null, leaseExpiresAt: null, tokenCount: null, clientMessageId: null, onPath: true, createdAt: now, updatedAt: now };
     return {
-      conversation: { id: conversationId, userId, ...conversation, updatedAt: now },
-      userMessage: { ...message, id: userMessageId, seq: conversation.lastSeq - 1, role: 'USER', content, tokenCount, status: 'COMPLETE', clientMessageId },
-      assistantMessage: { ...message, id: assistantMessageId, seq: conversation.lastSeq, role: 'ASSISTANT', content: '', status: 'STREAMING', model: settings.model, leaseExpiresAt, metadata },
+      conversation: { id: conversationId, userId, ...conversation, currentMessageId: assistantMessageId, updatedAt: now },
+      userMessage: { ...message, id: userMessageId, seq: conversation.lastSeq - 1, parentId: tip, depth: conversation.pathLength - 2, role: 'USER', content, tokenCount, status: 'COMPLETE', clientMessageId },
+      assistantMessage: {
+        ...message,
+        id: assistantMessageId,
+        seq: conversation.lastSeq,
+        parentId: userMessageId,
+        depth: conversation.pathLength - 1,
+        role: 'ASSISTANT',
+        content: '',
+        status: 'STREAMING',
+        model: settings.model,
+        leaseExpiresAt,
+        metadata,
+      },
       conversationSeq: conversation.lastEventSeq,
       viewerSeq: savedViewerSeq,
     };
   }
 
   /**
-   * The window query returns the rows themselves, instead of ids to read in a second query, with
-   * only the columns asked for; with totals, each row also carries its conversation's count. Raw
-   * rows come back with the same types as Prisma's model queries here (the contract test checks).
+   * Every conversation's page in one statement, each through the (conversationId, onPath, seq)
+   * index (a LATERAL subquery per listed id), with only the columns asked for. Raw rows come back
+   * with the same types as Prisma's model queries here (the contract test checks).
    */
   override async messagePages(request: MessagePagesRequest): Promise<MessagePages> {
     const { userId, conversationIds: ids, window, columns: read } = request;
-    // Counts come with the rows only when the window covers whole conversations (no cursor).
-    const withTotals = request.withTotals === true && window.after === undefined && window.before === undefined;
-    if (ids.length === 1 && !withTotals) return super.messagePages(request);
-    const order = window.fromEnd ? 'desc' : 'asc';
-    const perConversation = window.limit + 1;
+    if (ids.length === 1) return super.messagePages(request);
+    const order = raw(window.fromEnd ? 'DESC' : 'ASC');
     // Names from the model's own list only, in its order.
-    const columns = raw(MESSAGE_COLUMNS.filter((c) => !read || read.has(c) || KEY_COLUMNS.has(c)).map((c) => `"${c}"`).join(', '));
-    const total = withTotals ? fragment`, (COUNT(*) OVER (PARTITION BY "conversationId"))::int AS total` : empty;
-    const rows = await this.db.$queryRaw<(Message & { total?: number })[]>`
-      SELECT ${columns}${withTotals ? raw(', total') : empty} FROM (
-        SELECT ${columns}, ROW_NUMBER() OVER (PARTITION BY "conversationId" ORDER BY "seq" ${raw(order)}) AS rn${total}
-        FROM "Message"
-        WHERE ${join(this.pageConditions(userId, ids, window as PageWindow<number>), ' AND ')}
-      ) ranked WHERE rn <= ${perConversation} ORDER BY "seq" ${raw(order)}`;
-    if (!withTotals) return { rows };
-    const totals = new Map<string, number>(ids.map((id) => [id, 0]));
-    return {
-      rows: rows.map(({ total, ...message }) => {
-        totals.set(message.conversationId, total!);
-        return message;
-      }),
-      totals,
-    };
+    const columns = raw(MESSAGE_COLUMNS.filter((c) => !read || read.has(c) || KEY_COLUMNS.has(c)).map((c) => `page."${c}"`).join(', '));
+    const range = [window.after !== undefined ? fragment` AND "seq" > ${window.after}` : empty, window.before !== undefined ? fragment` AND "seq" < ${window.before}` : empty];
+    const rows = await this.db.$queryRaw<Message[]>`
+      SELECT ${columns} FROM unnest(${ids}::text[]) AS listed(id)
+      CROSS JOIN LATERAL (
+        SELECT * FROM "Message"
+        WHERE "conversationId" = listed.id AND "userId" = ${userId} AND "onPath" = TRUE${range[0]}${range[1]}
+        ORDER BY "seq" ${order} LIMIT ${window.limit + 1}
+      ) AS page
+      ORDER BY page."seq" ${order}`;
+    return { rows };
   }
 }
 
@@ -173,13 +191,3 @@ export class PgStore extends PrismaStore {
 const VIEWER_SEQ_FROM_C = `INSERT INTO "ViewerState" ("userId", "lastEventSeq") SELECT "userId", 0 FROM c
          ON CONFLICT ("userId") DO UPDATE SET "lastEventSeq" = "ViewerState"."lastEventSeq" + 1
          RETURNING "lastEventSeq"`;
-
-/** A version 7 UUID (RFC 9562): millisecond timestamp first, like Prisma's uuid(7) default. */
-export function uuid7(): string {
-  const bytes = randomBytes(16);
-  bytes.writeUIntBE(Date.now(), 0, 6);
-  bytes[6] = (bytes[6]! & 0x0f) | 0x70;
-  bytes[8] = (bytes[8]! & 0x3f) | 0x80;
-  const hex = bytes.toString('hex');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-}

@@ -2,8 +2,10 @@
 // no query for it (per-conversation windows of messages).
 import { notFound, DuplicateKeyError } from '../errors.ts';
 import { Prisma } from '../generated/prisma/sqlite/client.ts';
+import { uuid7 } from './ids.ts';
 import type { MessageStatus } from '../model.ts';
 import type { DatabaseProvider, Db } from './dialect.ts';
+import { MessageTree } from './message-tree.ts';
 import type { Conversation, ConversationQuery, JsonObject, JsonValue, Message, MessageQuery, UserConfigRow } from './rows.ts';
 import type {
   ConversationChanges,
@@ -15,25 +17,29 @@ import type {
   NewExchange,
   NewSavedExchange,
   NewMessage,
+  NewReply,
   PageWindow,
   ReplyEnd,
   ReplyState,
-  SavedExchange,
+  FoundExchange,
   SavedReplyEnd,
+  DeletedSubtree,
   Store,
   UserConfigChanges,
 } from './store.ts';
+import { siblingKey } from './store.ts';
 
 const { join, raw, sql } = Prisma;
 
 export class PrismaStore implements Store {
-  /** Whether messagePages counts messages too when asked (withTotals). */
-  readonly pagesCarryTotals: boolean = false;
+  protected readonly tree: MessageTree;
 
   constructor(
     protected readonly db: Db,
     protected readonly provider: DatabaseProvider,
-  ) {}
+  ) {
+    this.tree = new MessageTree((identifier) => this.name(identifier));
+  }
 
   // Conversations
 
@@ -148,30 +154,44 @@ export class PrismaStore implements Store {
   // Messages
 
   /** The conversation row is updated first: that takes its lock, hands out the next seq and bumps updatedAt. */
-  appendMessage(userId: string, conversationId: string | null, message: NewMessage, query: MessageQuery = {}): Promise<{ message: Message } & EventSeqs> {
-    return this.db.$transaction(async (tx) => {
-      const conversation = await reserveSeqs(tx, userId, conversationId, 1);
-      const viewerSeq = conversationId === null ? await this.nextViewerSeq(tx, userId) : null;
-      const created = await tx.message.create({
-        ...withId(query),
-        data: {
-          conversationId: conversation.id,
-          userId,
-          seq: conversation.lastSeq,
-          role: message.role,
-          content: message.content,
-          tokenCount: message.tokenCount,
-          metadata: message.metadata === undefined ? undefined : exactJson(message.metadata),
-        },
+  async appendMessage(userId: string, conversationId: string | null, message: NewMessage, query: MessageQuery = {}): Promise<{ message: Message } & EventSeqs> {
+    try {
+      return await this.db.$transaction(async (tx) => {
+        const conversation = await reserveSeqs(tx, userId, conversationId, 1);
+        const viewerSeq = conversationId === null ? await this.nextViewerSeq(tx, userId) : null;
+        const place = await this.tree.place(tx, userId, conversation, message.parentId);
+        // The tip moves first: a conversation the query includes with the message is read after it.
+        const id = uuid7();
+        await this.tree.setTip(tx, conversation.id, { id, depth: place.depth });
+        const created = await tx.message.create({
+          ...withId(query),
+          data: {
+            id,
+            conversationId: conversation.id,
+            userId,
+            seq: conversation.lastSeq,
+            ...place,
+            role: message.role,
+            content: message.content,
+            tokenCount: message.tokenCount,
+            clientMessageId: message.clientMessageId ?? null,
+            metadata: message.metadata === undefined ? undefined : exactJson(message.metadata),
+          },
+        });
+        return { message: { ...created, conversationId: conversation.id }, conversationSeq: conversation.lastEventSeq, viewerSeq };
       });
-      return { message: { ...created, conversationId: conversation.id }, conversationSeq: conversation.lastEventSeq, viewerSeq };
-    });
+    } catch (error) {
+      throw duplicateKey(error);
+    }
   }
 
   clearMessages(userId: string, conversationId: string): Promise<{ count: number; conversationSeq: number } | null> {
     return this.db.$transaction(async (tx) => {
       // Touching the conversation first checks ownership and locks it against concurrent adds.
-      const { count } = await tx.conversation.updateMany({ where: { id: conversationId, userId }, data: { updatedAt: new Date(), lastEventSeq: { increment: 1 } } });
+      const { count } = await tx.conversation.updateMany({
+        where: { id: conversationId, userId },
+        data: { updatedAt: new Date(), lastEventSeq: { increment: 1 }, currentMessageId: null, pathLength: 0 },
+      });
       if (count === 0) return null;
       const conversationSeq = await this.conversationSeqIn(tx, conversationId);
       return { count: (await tx.message.deleteMany({ where: { conversationId } })).count, conversationSeq };
@@ -179,7 +199,7 @@ export class PrismaStore implements Store {
   }
 
   async recentMessages(userId: string, conversationId: string, take: number): Promise<Message[] | null> {
-    const rows = await this.db.message.findMany({ where: { conversationId, userId }, orderBy: { seq: 'desc' }, take });
+    const rows = await this.db.message.findMany({ where: { conversationId, userId, onPath: true }, orderBy: { seq: 'desc' }, take });
     // No rows: an empty conversation of the user's, or none of theirs at all.
     if (rows.length === 0 && !(await this.db.conversation.findFirst({ where: { id: conversationId, userId }, select: { id: true } }))) return null;
     return rows.reverse();
@@ -187,7 +207,7 @@ export class PrismaStore implements Store {
 
   messagesBefore(userId: string, conversationId: string, beforeSeq: number, take: number): Promise<HistoryRow[]> {
     return this.db.message.findMany({
-      where: { conversationId, userId, seq: { lt: beforeSeq } },
+      where: { conversationId, userId, onPath: true, seq: { lt: beforeSeq } },
       select: { id: true, seq: true, role: true, content: true, tokenCount: true, completionTokens: true, status: true },
       orderBy: { seq: 'desc' },
       take,
@@ -195,27 +215,33 @@ export class PrismaStore implements Store {
   }
 
   countMessagesBefore(userId: string, conversationId: string, beforeSeq: number, statuses: readonly MessageStatus[]): Promise<number> {
-    return this.db.message.count({ where: { conversationId, userId, seq: { lt: beforeSeq }, status: { in: [...statuses] } } });
+    return this.db.message.count({ where: { conversationId, userId, onPath: true, seq: { lt: beforeSeq }, status: { in: [...statuses] } } });
   }
 
+  /**
+   * Each conversation's page through the (conversationId, onPath, seq) index: one subquery per
+   * conversation, so a page costs its own rows whatever the length of the conversations listed.
+   */
   async messagePages({ userId, conversationIds: ids, window }: MessagePagesRequest): Promise<MessagePages> {
     const seqRange = { gt: window.after, lt: window.before };
     const order = window.fromEnd ? 'desc' : 'asc';
     if (ids.length === 1) {
-      return { rows: await this.db.message.findMany({ where: { conversationId: ids[0], userId, seq: seqRange }, orderBy: { seq: order }, take: window.limit + 1 }) };
+      return { rows: await this.db.message.findMany({ where: { conversationId: ids[0], userId, onPath: true, seq: seqRange }, orderBy: { seq: order }, take: window.limit + 1 }) };
     }
-    const picked = await this.db.$queryRaw<{ id: string }[]>`
-      SELECT ${this.name('id')} AS id FROM (
-        SELECT ${this.name('id')}, ROW_NUMBER() OVER (PARTITION BY ${this.name('conversationId')} ORDER BY ${this.name('seq')} ${raw(order)}) AS rn
-        FROM ${this.name('Message')}
-        WHERE ${join(this.pageConditions(userId, ids, window), ' AND ')}
-      ) ranked WHERE rn <= ${window.limit + 1}`;
+    const pages = ids.map(
+      (id, i) => sql`SELECT * FROM (
+        SELECT ${this.name('id')} AS id FROM ${this.name('Message')}
+        WHERE ${join(this.pageConditions(userId, id, window), ' AND ')}
+        ORDER BY ${this.name('seq')} ${raw(order)} LIMIT ${window.limit + 1}
+      ) AS ${raw(`page${i}`)}`,
+    );
+    const picked = await this.db.$queryRaw<{ id: string }[]>`${join(pages, ' UNION ALL ')}`;
     return { rows: picked.length === 0 ? [] : await this.db.message.findMany({ where: { id: { in: picked.map((p) => p.id) } }, orderBy: { seq: order } }) };
   }
 
-  /** The conditions of a page query; the owner too, though callers checked it: no path reads another user's rows. */
-  protected pageConditions(userId: string, ids: string[], window: PageWindow<number>): Prisma.Sql[] {
-    const conditions = [sql`${this.name('conversationId')} IN (${join(ids)})`, sql`${this.name('userId')} = ${userId}`];
+  /** The conditions of a page query of one conversation; the owner too, though callers checked it: no path reads another user's rows. */
+  protected pageConditions(userId: string, conversationId: string, window: PageWindow<number>): Prisma.Sql[] {
+    const conditions = [sql`${this.name('conversationId')} = ${conversationId}`, sql`${this.name('userId')} = ${userId}`, sql`${this.name('onPath')} = TRUE`];
     if (window.after !== undefined) conditions.push(sql`${this.name('seq')} > ${window.after}`);
     if (window.before !== undefined) conditions.push(sql`${this.name('seq')} < ${window.before}`);
     return conditions;
@@ -227,10 +253,10 @@ export class PrismaStore implements Store {
     return raw(`${quote}${identifier}${quote}`);
   }
 
-  /** Counts only the listed conversations, through the (conversationId, seq) index. */
+  /** The active paths' lengths, kept on the conversations: nothing is counted. */
   async countMessages(userId: string, conversationIds: string[]): Promise<Map<string, number>> {
-    const groups = await this.db.message.groupBy({ by: ['conversationId'], where: { conversationId: { in: conversationIds }, userId }, _count: { _all: true } });
-    return new Map(groups.map((group) => [group.conversationId, group._count._all]));
+    const rows = await this.db.conversation.findMany({ where: { id: { in: conversationIds }, userId }, select: { id: true, pathLength: true } });
+    return new Map(rows.map((row) => [row.id, row.pathLength]));
   }
 
   findMessage(userId: string, id: string, query: MessageQuery = {}): Promise<Message | null> {
@@ -245,13 +271,15 @@ export class PrismaStore implements Store {
     const settings = await exchange.settings;
     try {
       return await this.db.$transaction(async (tx) => {
-        const conversation = await reserveSeqs(tx, exchange.userId, exchange.conversationId, 2);
+        const reserved = await reserveSeqs(tx, exchange.userId, exchange.conversationId, 2);
         const viewerSeq = exchange.conversationId === null ? await this.nextViewerSeq(tx, exchange.userId) : null;
+        const place = await this.tree.place(tx, exchange.userId, reserved, exchange.parentId);
         const userMessage = await tx.message.create({
           data: {
-            conversationId: conversation.id,
+            conversationId: reserved.id,
             userId: exchange.userId,
-            seq: conversation.lastSeq - 1,
+            seq: reserved.lastSeq - 1,
+            ...place,
             role: 'USER',
             content: exchange.content,
             tokenCount: exchange.tokenCount,
@@ -260,33 +288,159 @@ export class PrismaStore implements Store {
         });
         const assistantMessage = await tx.message.create({
           data: {
-            conversationId: conversation.id,
+            conversationId: reserved.id,
             userId: exchange.userId,
-            seq: conversation.lastSeq,
-            role: 'ASSISTANT',
-            content: '',
-            status: 'STREAMING',
-            model: settings.model,
-            leaseExpiresAt: new Date(Date.now() + exchange.leaseMs),
-            metadata: { presetId: settings.presetId },
+            seq: reserved.lastSeq,
+            parentId: userMessage.id,
+            depth: place.depth + 1,
+            ...newReplyColumns(settings, exchange.leaseMs),
           },
         });
-        return { conversation, userMessage, assistantMessage, conversationSeq: conversation.lastEventSeq, viewerSeq };
+        const conversation = await this.tree.setTip(tx, reserved.id, assistantMessage);
+        return { conversation, userMessage, assistantMessage, conversationSeq: reserved.lastEventSeq, viewerSeq };
       });
     } catch (error) {
-      if (error instanceof Prisma.PrismaClientKnownRequestError && error.code === 'P2002') throw new DuplicateKeyError('clientMessageId', { cause: error });
-      throw error;
+      throw duplicateKey(error);
     }
   }
 
-  async findExchange(userId: string, clientMessageId: string): Promise<SavedExchange | null> {
-    const userMessage = await this.db.message.findUnique({ where: { userId_clientMessageId: { userId, clientMessageId } } });
-    if (!userMessage) return null;
-    const [conversation, assistantMessage] = await Promise.all([
-      this.db.conversation.findUniqueOrThrow({ where: { id: userMessage.conversationId } }),
-      this.db.message.findUniqueOrThrow({ where: { conversationId_seq: { conversationId: userMessage.conversationId, seq: userMessage.seq + 1 } } }),
-    ]);
-    return { conversation, userMessage, assistantMessage };
+  async saveReply(reply: NewReply): Promise<NewSavedExchange> {
+    const settings = await reply.settings;
+    try {
+      return await this.db.$transaction(async (tx) => {
+        const reserved = await reserveSeqs(tx, reply.userId, reply.conversationId, 1);
+        const userMessage = await tx.message.findFirst({ where: { id: reply.parentId, userId: reply.userId, conversationId: reply.conversationId } });
+        if (!userMessage) throw notFound('message');
+        const place = await this.tree.place(tx, reply.userId, reserved, userMessage.id);
+        const assistantMessage = await tx.message.create({
+          data: {
+            conversationId: reserved.id,
+            userId: reply.userId,
+            seq: reserved.lastSeq,
+            ...place,
+            clientMessageId: reply.clientMessageId,
+            ...newReplyColumns(settings, reply.leaseMs),
+          },
+        });
+        const conversation = await this.tree.setTip(tx, reserved.id, assistantMessage);
+        return { conversation, userMessage, assistantMessage, conversationSeq: reserved.lastEventSeq, viewerSeq: null };
+      });
+    } catch (error) {
+      throw duplicateKey(error);
+    }
+  }
+
+  // Branches
+
+  switchBranch(userId: string, messageId: string): Promise<({ conversation: Conversation; conversationSeq: number }) | null> {
+    return this.db.$transaction(async (tx) => {
+      const conversationId = await this.lockConversationOf(tx, userId, messageId);
+      if (conversationId === null) return null;
+      const leaf = await this.tree.newestLeaf(tx, conversationId, messageId);
+      if (!leaf) throw NOTHING_TO_SAVE;
+      await this.tree.activate(tx, conversationId, leaf.id);
+      const conversation = await this.tree.setTip(tx, conversationId, leaf);
+      return { conversation, conversationSeq: conversation.lastEventSeq };
+    }).catch(nothingIsNull);
+  }
+
+  deleteSubtree(userId: string, messageId: string): Promise<DeletedSubtree | null> {
+    return this.db.$transaction(async (tx) => {
+      const conversationId = await this.lockConversationOf(tx, userId, messageId);
+      if (conversationId === null) return null;
+      const { parentId } = (await tx.message.findUnique({ where: { id: messageId }, select: { parentId: true } })) ?? {};
+      const doomed = await this.tree.subtree(tx, conversationId, messageId);
+      if (doomed.length === 0 || parentId === undefined) throw NOTHING_TO_SAVE;
+      const before = await tx.conversation.findUniqueOrThrow({ where: { id: conversationId }, select: { currentMessageId: true } });
+      const deletedIds = doomed.map((node) => node.id);
+      await this.tree.deleteAll(tx, deletedIds);
+      let conversation: Conversation;
+      if (before.currentMessageId !== null && deletedIds.includes(before.currentMessageId)) {
+        // The tip went with the subtree: the parent's newest other branch, or the parent, takes over.
+        const tip = await this.tree.newestLeaf(tx, conversationId, parentId);
+        if (tip) await this.tree.activate(tx, conversationId, tip.id);
+        conversation = await this.tree.setTip(tx, conversationId, tip);
+      } else {
+        conversation = await tx.conversation.findUniqueOrThrow({ where: { id: conversationId } });
+      }
+      return { conversation, deletedIds, conversationSeq: conversation.lastEventSeq };
+    }).catch(nothingIsNull);
+  }
+
+  async forkPath(userId: string, messageId: string, title: string | null | undefined): Promise<({ conversation: Conversation; viewerSeq: number }) | null> {
+    return this.db.$transaction(async (tx) => {
+      const source = await tx.message.findFirst({ where: { id: messageId, userId }, select: { conversationId: true } });
+      const original = source && (await tx.conversation.findUnique({ where: { id: source.conversationId }, select: { title: true } }));
+      if (!original) return null;
+      const ids = await this.tree.pathTo(tx, userId, messageId);
+      const path = await tx.message.findMany({ where: { id: { in: ids } }, orderBy: { seq: 'asc' } });
+      // Fewer rows than ids: a delete took part of the path, and the message with it.
+      if (ids.length === 0 || path.length !== ids.length) return null;
+      const newIds = new Map(path.map((m) => [m.id, uuid7()]));
+      const conversationId = uuid7();
+      await tx.conversation.create({
+        data: { id: conversationId, userId, title: title === undefined ? original.title : title, lastSeq: path.length, currentMessageId: newIds.get(messageId) ?? null, pathLength: path.length },
+      });
+      await tx.message.createMany({
+        data: path.map((m, i) => ({
+          ...copiedColumns(m),
+          id: newIds.get(m.id)!,
+          conversationId,
+          seq: i + 1,
+          depth: i,
+          parentId: m.parentId === null ? null : (newIds.get(m.parentId) ?? null),
+        })),
+      });
+      const viewerSeq = await this.nextViewerSeq(tx, userId);
+      return { conversation: await tx.conversation.findUniqueOrThrow({ where: { id: conversationId } }), viewerSeq };
+    });
+  }
+
+  async siblings(userId: string, parents: readonly { conversationId: string; parentId: string | null }[]): Promise<Map<string, string[]>> {
+    const rows = await this.db.message.findMany({
+      where: { userId, OR: parents.map(({ conversationId, parentId }) => ({ conversationId, parentId })) },
+      select: { id: true, conversationId: true, parentId: true },
+      orderBy: { seq: 'asc' },
+    });
+    const byParent = new Map<string, string[]>();
+    for (const row of rows) {
+      const key = siblingKey(row.conversationId, row.parentId);
+      const list = byParent.get(key);
+      if (list) list.push(row.id);
+      else byParent.set(key, [row.id]);
+    }
+    return byParent;
+  }
+
+  async subtreeIds(userId: string, messageId: string): Promise<string[]> {
+    const message = await this.db.message.findFirst({ where: { id: messageId, userId }, select: { conversationId: true } });
+    return message ? (await this.tree.subtree(this.db, message.conversationId, messageId)).map((node) => node.id) : [];
+  }
+
+  /** Locks the conversation of the user's message (moving its event seq); null when the message is not theirs. */
+  private async lockConversationOf(tx: Prisma.TransactionClient, userId: string, messageId: string): Promise<string | null> {
+    const message = await tx.message.findFirst({ where: { id: messageId, userId }, select: { conversationId: true } });
+    if (!message) return null;
+    const { count } = await tx.conversation.updateMany({ where: { id: message.conversationId, userId }, data: { lastEventSeq: { increment: 1 } } });
+    return count === 0 ? null : message.conversationId;
+  }
+
+  async findExchange(userId: string, clientMessageId: string): Promise<FoundExchange | null> {
+    const keyed = await this.db.message.findUnique({ where: { userId_clientMessageId: { userId, clientMessageId } } });
+    if (!keyed) return null;
+    const conversation = await this.db.conversation.findUnique({ where: { id: keyed.conversationId } });
+    if (!conversation) return null;
+    if (keyed.role === 'USER') {
+      // Its reply was created with it, at the next seq.
+      const reply = await this.db.message.findFirst({ where: { conversationId: keyed.conversationId, parentId: keyed.id, seq: keyed.seq + 1 } });
+      return { conversation, userMessage: keyed, assistantMessage: reply };
+    }
+    // A reply regenerate created carries its model; an assistant message written by editMessage has none.
+    if (keyed.role === 'ASSISTANT' && keyed.model !== null && keyed.parentId !== null) {
+      const prompted = await this.db.message.findUnique({ where: { id: keyed.parentId } });
+      if (prompted) return { conversation, userMessage: prompted, assistantMessage: keyed };
+    }
+    return { conversation, userMessage: keyed, assistantMessage: null };
   }
 
   replyState(userId: string, messageId: string): Promise<ReplyState | null> {
@@ -363,6 +517,51 @@ function withId<Q extends { select?: object }>(query: Q): Q {
 
 /** Thrown inside a transaction to roll it back when there turned out to be nothing to save. */
 const NOTHING_TO_SAVE = Symbol('nothing to save');
+
+function nothingIsNull(error: unknown): null {
+  if (error === NOTHING_TO_SAVE) return null;
+  throw error;
+}
+
+/** A unique-key refusal as the domain's error: the only unique key a client chooses is its clientMessageId. */
+function duplicateKey(error: unknown): unknown {
+  if (error instanceof Prisma.PrismaClientKnownRequestError && error.code === 'P2002') return new DuplicateKeyError('clientMessageId', { cause: error });
+  return error;
+}
+
+/** A STREAMING reply's columns as sendMessage and regenerate create it. */
+function newReplyColumns(settings: { model: string; presetId: string | null }, leaseMs: number) {
+  return {
+    role: 'ASSISTANT' as const,
+    content: '',
+    status: 'STREAMING' as const,
+    model: settings.model,
+    leaseExpiresAt: new Date(Date.now() + leaseMs),
+    metadata: { presetId: settings.presetId },
+  };
+}
+
+/**
+ * What a fork copies of a message: its content and how it ended. A reply still generating is
+ * copied as it stands, INTERRUPTED: no generation writes into the copy.
+ */
+function copiedColumns(m: Message) {
+  return {
+    userId: m.userId,
+    role: m.role,
+    content: m.content,
+    tokenCount: m.tokenCount,
+    metadata: m.metadata === null ? undefined : (m.metadata as JsonValue),
+    status: m.status === 'STREAMING' ? ('INTERRUPTED' as const) : m.status,
+    model: m.model,
+    finishReason: m.finishReason,
+    promptTokens: m.promptTokens,
+    completionTokens: m.completionTokens,
+    error: m.error,
+    createdAt: m.createdAt,
+    onPath: true,
+  };
+}
 
 /** A reply's end as the columns of its row; absent model, metadata and prompt tokens keep the saved ones. */
 function replyEndData(end: ReplyEnd): Prisma.MessageUpdateManyMutationInput {

@@ -24,11 +24,17 @@ export interface ConversationChanges {
   archived?: boolean;
 }
 
+/** Where a new message goes: under the active tip (undefined), as a new root (null), or under that message of the conversation. */
+export type ParentChoice = string | null | undefined;
+
 export interface NewMessage {
   role: Role;
   content: string;
   tokenCount: number | null;
   metadata?: JsonValue;
+  /** Its branch becomes the active one. A message of another conversation or user: BAD_USER_INPUT. */
+  parentId?: ParentChoice;
+  clientMessageId?: string | null;
 }
 
 /** What sendMessage writes: the user's message and a STREAMING assistant message, all or nothing. */
@@ -40,6 +46,18 @@ export interface NewExchange {
   tokenCount: number;
   clientMessageId: string | null;
   /** The assistant message's model and preset, read while the first writes go out. */
+  settings: Promise<{ model: string; presetId: string | null }>;
+  leaseMs: number;
+  /** The user's message answers this one (undefined: the active tip). */
+  parentId?: ParentChoice;
+}
+
+/** What regenerate writes: a STREAMING reply to the user message `parentId`, a sibling of its other replies. */
+export interface NewReply {
+  userId: string;
+  conversationId: string;
+  parentId: string;
+  clientMessageId: string | null;
   settings: Promise<{ model: string; presetId: string | null }>;
   leaseMs: number;
 }
@@ -62,6 +80,16 @@ export interface EventSeqs {
 
 /** A newly saved exchange and its events: the user message's seq is one before the assistant's. */
 export type NewSavedExchange = SavedExchange & EventSeqs;
+
+/** What a clientMessageId created: an exchange, or one message with no reply (an edit of a system or assistant message). */
+export type FoundExchange = Omit<SavedExchange, 'assistantMessage'> & { assistantMessage: Message | null };
+
+/** A deleted subtree: its ids, oldest first, and the conversation with its new tip. */
+export interface DeletedSubtree {
+  conversation: Conversation;
+  deletedIds: string[];
+  conversationSeq: number;
+}
 
 /** How a reply's end was saved: whether this call saved it, and its event's seq. */
 export interface SavedReplyEnd {
@@ -101,15 +129,11 @@ export interface MessagePagesRequest {
   window: PageWindow<number>;
   /** Columns to read (the keys always come too), or undefined: every column. */
   columns?: ReadonlySet<string>;
-  /** Also count each conversation's messages, when the adapter can do so in the same query (whole conversations: no cursor). */
-  withTotals?: boolean;
 }
 
 export interface MessagePages {
   /** Each conversation's rows in window order, at most `limit + 1` each. */
   rows: Message[];
-  /** Message counts per conversation, when they came with the rows. */
-  totals?: Map<string, number>;
 }
 
 export interface ConversationStore {
@@ -154,8 +178,10 @@ export interface MessageStore {
 export interface ReplyStore {
   /** Throws DuplicateKeyError('clientMessageId') when the user already used the key, NOT_FOUND for a foreign conversation. */
   saveExchange(exchange: NewExchange): Promise<NewSavedExchange>;
-  /** The exchange saved with the user's clientMessageId, if any. */
-  findExchange(userId: string, clientMessageId: string): Promise<SavedExchange | null>;
+  /** What the user's clientMessageId created, if anything. */
+  findExchange(userId: string, clientMessageId: string): Promise<FoundExchange | null>;
+  /** Throws DuplicateKeyError('clientMessageId') when the user already used the key, NOT_FOUND when the parent is gone. */
+  saveReply(reply: NewReply): Promise<NewSavedExchange>;
   /** The user's message's state; null when it is missing or not theirs. */
   replyState(userId: string, messageId: string): Promise<ReplyState | null>;
   /** The state of a message whatever its owner; null when it is gone. */
@@ -172,9 +198,28 @@ export interface ReplyStore {
   orphanedReplies(everything: boolean, limit: number): Promise<string[]>;
 }
 
+/** The tree of each conversation's messages; every method moves the conversation's event seq. */
+export interface BranchStore {
+  /** Makes the path through the user's message active, to the newest message below it; null when it is not theirs. */
+  switchBranch(userId: string, messageId: string): Promise<{ conversation: Conversation; conversationSeq: number } | null>;
+  /** Deletes the user's message and everything below it; null when it is not theirs. */
+  deleteSubtree(userId: string, messageId: string): Promise<DeletedSubtree | null>;
+  /** A new conversation holding a copy of the path root → the user's message; null when it is not theirs. */
+  forkPath(userId: string, messageId: string, title: string | null | undefined): Promise<{ conversation: Conversation; viewerSeq: number } | null>;
+  /** The ids of the user's message and everything below it, oldest first; empty when it is not theirs. */
+  subtreeIds(userId: string, messageId: string): Promise<string[]>;
+  /** The ids of the children of each (conversation, parent), oldest first, by `siblingKey`. */
+  siblings(userId: string, parents: readonly { conversationId: string; parentId: string | null }[]): Promise<Map<string, string[]>>;
+}
+
 export interface UserConfigStore {
   userConfig(userId: string): Promise<UserConfigRow | null>;
   saveUserConfig(userId: string, changes: UserConfigChanges): Promise<UserConfigRow>;
 }
 
-export interface Store extends ConversationStore, MessageStore, ReplyStore, UserConfigStore {}
+export interface Store extends ConversationStore, MessageStore, ReplyStore, BranchStore, UserConfigStore {}
+
+/** The key under which `siblings` lists the children of one parent (the roots: null) of a conversation. */
+export function siblingKey(conversationId: string, parentId: string | null): string {
+  return `${conversationId}\u0000${parentId ?? ''}`;
+}

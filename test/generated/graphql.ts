@@ -6,9 +6,11 @@ export type Incremental<T> = T | { [P in keyof T]?: P extends ' $fragmentName' |
 import type { TypedDocumentNode as DocumentNode } from '@graphql-typed-document-node/core';
 export type AddMessageInput = {
   content: string;
-  /** Omit to start a new conversation */
+  /** Omit to start a new conversation, or to answer parentId in its own */
   conversationId?: string | number | null | undefined;
   metadata?: unknown;
+  /** The message this one answers; omitted: the tip of the active path. Its branch becomes active. */
+  parentId?: string | number | null | undefined;
   role: Role;
   tokenCount?: number | null | undefined;
 };
@@ -34,10 +36,12 @@ export type SendMessageInput = {
   /** Idempotency key: a retry with the same key returns the first call’s messages and never calls the model twice */
   clientMessageId?: string | null | undefined;
   content: string;
-  /** Omit to start a new conversation */
+  /** Omit to start a new conversation, or to answer parentId in its own */
   conversationId?: string | number | null | undefined;
   maxTokens?: number | null | undefined;
   model?: string | null | undefined;
+  /** The message to answer; omitted: the tip of the active path. Its branch becomes active. */
+  parentId?: string | number | null | undefined;
   presetId?: string | null | undefined;
   temperature?: number | null | undefined;
 };

@@ -11,7 +11,7 @@ import type { Message } from '../../src/store/rows.ts';
 import type { NewExchange, ReplyEnd, Store } from '../../src/store/store.ts';
 import { createTestDatabase, type TestDatabase } from './databases.ts';
 
-export type ContractStore = Store & { readonly pagesCarryTotals: boolean };
+export type ContractStore = Store;
 
 export const ADAPTERS: { name: string; provider: DatabaseProvider; make: (db: Database) => ContractStore }[] = [
   { name: 'prisma on sqlite', provider: 'sqlite', make: (db) => new PrismaStore(db.prisma, 'sqlite') },
@@ -70,10 +70,17 @@ export const exchange = (userId: string, conversationId: string | null, extra: P
 });
 
 /** A message without what differs between runs (ids, owner, times): a literal on every adapter. */
-export const plain = ({ id: _id, conversationId: _c, userId: _u, createdAt: _a, updatedAt: _m, leaseExpiresAt, ...rest }: Message) => ({ ...rest, leased: leaseExpiresAt !== null });
+export const plain = ({ id: _id, conversationId: _c, userId: _u, createdAt: _a, updatedAt: _m, leaseExpiresAt, parentId, ...rest }: Message) => ({
+  ...rest,
+  leased: leaseExpiresAt !== null,
+  hasParent: parentId !== null,
+});
 
-/** The literal `plain` gives for a message with these fields and the defaults elsewhere. */
+/** The literal `plain` gives for a message with these fields and the defaults elsewhere (one path: each answers the one before). */
 export const message = (fields: { seq: number; role: string; content: string } & Record<string, unknown>) => ({
+  depth: fields.seq - 1,
+  onPath: true,
+  hasParent: fields.seq > 1,
   tokenCount: null,
   metadata: null,
   status: 'COMPLETE',

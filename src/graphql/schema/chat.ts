@@ -5,20 +5,28 @@ import { builder } from '../builder.ts';
 import { Conversation } from './conversation.ts';
 import { Message, MessageStatus } from './message.ts';
 
+type InputFields = Parameters<NonNullable<Parameters<typeof builder.inputType>[1]['fields']>>[0];
+
+/** The options of every operation that starts a reply. */
+export const generationOptions = (t: InputFields) => ({
+  clientMessageId: t.string({ description: 'Idempotency key: a retry with the same key returns the first call’s messages and never calls the model twice' }),
+  presetId: t.string(),
+  model: t.string(),
+  temperature: t.float(),
+  maxTokens: t.int(),
+});
+
 const SendMessageInput = builder.inputType('SendMessageInput', {
   fields: (t) => ({
-    conversationId: t.id({ description: 'Omit to start a new conversation' }),
+    conversationId: t.id({ description: 'Omit to start a new conversation, or to answer parentId in its own' }),
+    parentId: t.id({ description: 'The message to answer; omitted: the tip of the active path. Its branch becomes active.' }),
     content: t.string({ required: true }),
-    clientMessageId: t.string({ description: 'Idempotency key: a retry with the same key returns the first call’s messages and never calls the model twice' }),
-    presetId: t.string(),
-    model: t.string(),
-    temperature: t.float(),
-    maxTokens: t.int(),
+    ...generationOptions(t),
   }),
 });
 
 // Rows as sendMessage saved them; relations asked for below them load on demand.
-const SendMessagePayload = builder.objectRef<SendResult>('SendMessagePayload').implement({
+export const SendMessagePayload = builder.objectRef<SendResult>('SendMessagePayload').implement({
   fields: (t) => ({
     conversation: t.field({ type: Conversation, resolve: (payload) => payload.conversation }),
     userMessage: t.field({ type: Message, resolve: (payload) => payload.userMessage }),

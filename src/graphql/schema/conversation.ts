@@ -10,11 +10,12 @@ export const Conversation = builder.prismaObject('Conversation', {
     archived: t.exposeBoolean('archived'),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
-    messageCount: t.int({ resolve: (conversation, _, ctx) => ctx.messagePages.count(conversation.id) }),
+    currentMessageId: t.exposeID('currentMessageId', { nullable: true, description: 'The tip of the active path; null when the conversation is empty' }),
+    messageCount: t.int({ description: 'How many messages the active path holds', resolve: (conversation, _, ctx) => ctx.messagePages.count(conversation.id) }),
     messages: t.connection(
       {
         type: Message,
-        description: 'Messages oldest first. Relay connection: edges { cursor node }, pageInfo.',
+        description: 'The active path, root to tip (oldest first). Relay connection: edges { cursor node }, pageInfo.',
         resolve: (conversation, args, ctx, info) => ctx.messagePages.load(conversation.id, args, messageColumns(selectedFields(info, ['edges', 'node']))),
       },
       { name: 'MessageConnection' },

@@ -9,7 +9,8 @@ const ConversationEventKind = builder.enumType('ConversationEventKind', {
   values: {
     MESSAGE_ADDED: { description: 'Any new message: user, system, assistant (a STREAMING one included: follow it with messageStream)' },
     MESSAGE_UPDATED: { description: 'A message reached a final status, or its content or metadata changed' },
-    MESSAGE_DELETED: {},
+    MESSAGE_DELETED: { description: 'deleteMessage: the message named and everything below it are gone; the active path may have moved' },
+    BRANCH_SWITCHED: { description: 'Another branch is active: currentMessageId and the path changed' },
     CONVERSATION_UPDATED: { description: 'Title or archived changed' },
     CLEARED: { description: 'clearMessages: every message is gone' },
     DELETED: { description: 'The conversation is gone; the subscription then ends' },

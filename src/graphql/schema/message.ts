@@ -13,6 +13,17 @@ export const Message = builder.prismaObject('Message', {
   fields: (t) => ({
     id: t.exposeID('id'),
     conversation: t.relation('conversation'),
+    parentId: t.exposeID('parentId', { nullable: true, description: 'The message this one answers; null for a root' }),
+    siblingIds: t.idList({
+      description: 'The messages with the same parent (this one included), oldest first: the versions to flip between',
+      select: { conversationId: true, parentId: true },
+      resolve: (message, _, ctx) => ctx.siblings.siblingIds(message),
+    }),
+    siblingIndex: t.int({
+      description: "This message's position in siblingIds",
+      select: { conversationId: true, parentId: true },
+      resolve: async (message, _, ctx) => (await ctx.siblings.siblingIds(message)).indexOf(message.id),
+    }),
     role: t.expose('role', { type: Role }),
     content: t.exposeString('content'),
     tokenCount: t.exposeInt('tokenCount', { nullable: true }),
@@ -32,6 +43,9 @@ const COLUMN_OF_FIELD: Record<string, string | null> = {
   __typename: null,
   id: 'id',
   conversation: 'conversationId',
+  parentId: 'parentId',
+  siblingIds: 'parentId',
+  siblingIndex: 'parentId',
   role: 'role',
   content: 'content',
   tokenCount: 'tokenCount',
@@ -66,7 +80,8 @@ const ChatMessageRef = builder.objectRef<ChatMessage>('ChatMessage').implement({
 
 const AddMessageInput = builder.inputType('AddMessageInput', {
   fields: (t) => ({
-    conversationId: t.id({ description: 'Omit to start a new conversation' }),
+    conversationId: t.id({ description: 'Omit to start a new conversation, or to answer parentId in its own' }),
+    parentId: t.id({ description: 'The message this one answers; omitted: the tip of the active path. Its branch becomes active.' }),
     role: t.field({ type: Role, required: true }),
     content: t.string({ required: true }),
     metadata: t.field({ type: 'JSON' }),
@@ -77,7 +92,7 @@ const AddMessageInput = builder.inputType('AddMessageInput', {
 builder.queryField('history', (t) =>
   t.field({
     type: [ChatMessageRef],
-    description: 'The last `limit` messages (1..100), oldest first: what would be sent to a model. NOT_FOUND for a missing or foreign conversation.',
+    description: 'The last `limit` messages (1..100) of the active path, oldest first: what would be sent to a model. NOT_FOUND for a missing or foreign conversation.',
     args: {
       conversationId: t.arg.id({ required: true }),
       limit: t.arg.int({ defaultValue: 20 }),
@@ -89,7 +104,7 @@ builder.queryField('history', (t) =>
 builder.mutationFields((t) => ({
   addMessage: t.prismaField({
     type: 'Message',
-    description: "Appends a message. Without conversationId a new conversation is created. Bumps the conversation's updatedAt.",
+    description: "Appends a message to the tip of the active path, or under parentId. Without either, a new conversation is created. Bumps the conversation's updatedAt.",
     args: { input: t.arg({ type: AddMessageInput, required: true }) },
     resolve: (query, _, args, ctx) => ctx.services.messages.add(ctx.viewer, args.input, query),
   }),
