@@ -1,5 +1,5 @@
 // npm run bench [-- --quick]
-// Seven scenarios, each against a baseline measured in the same run on the same machine. Every
+// Eight scenarios, each against a baseline measured in the same run on the same machine. Every
 // server runs in its own process on loopback; CPU and RSS come from /proc. Prints one table of
 // medians, writes bench/results/latest.json and the table into BENCHMARKS.md.
 import { execFileSync } from 'node:child_process';
@@ -14,6 +14,7 @@ import { FakeModel, now, tokenStamps } from '../test/support/fake-model.ts';
 import { REDIS_URL } from '../test/support/redis.ts';
 import { canPin, cpuSeconds, gql, LOAD_CPUS, percentile, root, rssBytes, SERVER_CPUS, sleep, spread, startService, type Service } from './lib.ts';
 import { LoadGenerator, SATURATED_SHARE, type LoadRequest, type LoadRun } from './load.ts';
+import { seedConversations as seedTrees } from './seed-tree.ts';
 
 const quick = process.argv.includes('--quick');
 // Parley runs as `npm start` runs it: compiled to dist/ (built in main()).
@@ -535,6 +536,69 @@ async function sendMessageRoundTrip(database: TestDatabase, model: FakeModel) {
   await Promise.all([parley.stop(), baseline.stop()]);
 }
 
+// 8 ─ a read costs its page, not the conversation ───────────────────────────────────────────
+const LIST_QUERY = 'query($after: String) { conversations(first: 20, after: $after) { edges { node { title messageCount messages(last: 5) { edges { node { id role content } } } } } } }';
+const PATH_QUERY =
+  'query($id: ID!) { conversation(id: $id) { messageCount messages(last: 20) { edges { node { id content siblingIndex } } } } history(conversationId: $id, limit: 20) { role content } }';
+
+async function pageCost(_unused: TestDatabase, model: FakeModel) {
+  for (const provider of ['postgresql', 'sqlite'] as const) {
+    const database = await createTestDatabase(provider);
+    try {
+      const { applyMigrations } = await import('../src/store/migrate.ts');
+      await applyMigrations(database.url);
+      await pageCostOn(provider, database, model);
+    } finally {
+      await database.drop();
+    }
+  }
+}
+
+async function pageCostOn(provider: string, database: TestDatabase, model: FakeModel) {
+  const label = provider === 'postgresql' ? 'PostgreSQL' : 'SQLite';
+  const longLength = size(50_000, 2_000);
+  const shortCount = size(5_000, 200);
+  // The list: one long conversation, newest (first on the first page), and many short ones.
+  await seedTrees(database.url, 'local', [{ length: longLength, age: 0 }, ...Array.from({ length: shortCount }, (_, i) => ({ length: 4, age: 10 + i }))]);
+  // A path of 4,801 messages with a replaced sibling at 200 points, and a linear one as long as it holds rows.
+  const [branched, linear] = await seedTrees(database.url, 'local', [
+    { length: 4_801, branchEvery: 24, age: 1_000_000 },
+    { length: 5_001, age: 1_000_001 },
+  ]);
+  const cold = await startService('parley', PARLEY, parleyEnv(database, model), { cpus: SERVER_CPUS });
+  const cached = await startService('parley-cached', PARLEY, parleyEnv(database, model, withRedis), { cpus: SERVER_CPUS });
+  const { conversations } = await gql<{ conversations: { edges: { cursor: string }[] } }>(cold.url, '{ conversations(first: 21) { edges { cursor } } }');
+  const body = (query: string, variables: Record<string, unknown>) => JSON.stringify({ query, variables });
+  const requests = {
+    onPage: body(LIST_QUERY, {}),
+    offPage: body(LIST_QUERY, { after: conversations.edges[20]!.cursor }),
+    branched: body(PATH_QUERY, { id: branched }),
+    linear: body(PATH_QUERY, { id: linear }),
+  };
+  const expected = Object.fromEntries(await Promise.all(Object.entries(requests).map(async ([name, text]) => [name, await postJson(cold.url, text)] as const))) as Record<keyof typeof requests, string>;
+  if (!expected.onPage.includes(`"messageCount":${longLength}`)) throw new Error('the long conversation is not on the first page');
+  if (expected.offPage.includes(`"messageCount":${longLength}`) || expected.branched.includes('"errors"')) throw new Error('scenario 8 reads the wrong pages');
+  const generator = LoadGenerator.start();
+  const load = (server: Service, name: keyof typeof requests, seconds = LOAD_SECONDS) =>
+    generator.run(server, { path: '/graphql', method: 'POST', body: requests[name], headers: { 'content-type': 'application/json' }, expectBody: expected[name] }, { connections: CONNECTIONS, seconds });
+  // One at a time first: 50 cold requests at once would take longer than a quick run's warm-up.
+  for (const name of Object.keys(requests) as (keyof typeof requests)[]) {
+    for (const server of [cold, cached]) {
+      for (let i = 0; i < 20; i++) await postJson(server.url, requests[name]);
+      await load(server, name, WARMUP_SECONDS);
+    }
+  }
+  const list = await alternate({ offPage: () => load(cold, 'offPage'), onPage: () => load(cold, 'onPage') });
+  const coldPaths = await alternate({ linear: () => load(cold, 'linear'), branched: () => load(cold, 'branched') });
+  const cachedPaths = await alternate({ linear: () => load(cached, 'linear'), branched: () => load(cached, 'branched') });
+  await generator.close();
+  raw[`pageCost${label}`] = { list, coldPaths, cachedPaths };
+  throughputRow(`8 list with a ${fmt(longLength)}-message conversation on the page (${label})`, 0.8, list.onPage, 'page of short ones', list.offPage, '≥ 0.8× a page of short ones');
+  throughputRow(`8 branched path read, uncached (${label})`, 1 / 1.2, coldPaths.branched, 'linear path', coldPaths.linear, 'cost ≤ 1.2× linear');
+  throughputRow(`8 branched path read, cached (${label})`, 1 / 1.2, cachedPaths.branched, 'linear path', cachedPaths.linear, 'cost ≤ 1.2× linear');
+  await Promise.all([cold.stop(), cached.stop()]);
+}
+
 function table(): string {
   const lines = [
     '| scenario | metric | Parley | baseline | ratio | target | result |',
@@ -565,6 +629,7 @@ async function main() {
       ['3–5 streaming', streaming],
       ['6 idle subscriptions', idleSubscriptions],
       ['7 sendMessage', sendMessageRoundTrip],
+      ['8 page cost', pageCost],
     ] as const) {
       if (only && !name.startsWith(only)) continue;
       console.log(`${name} …`);

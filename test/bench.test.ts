@@ -4,7 +4,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { expect, it } from 'vitest';
 
-it('npm run bench -- --quick runs all seven scenarios and their correctness checks', async () => {
+it('npm run bench -- --quick runs all eight scenarios and their correctness checks', async () => {
   const root = path.resolve(import.meta.dirname, '..');
   const child = spawn(process.execPath, ['--import', pathToFileURL(path.join(root, 'node_modules/tsx/dist/loader.mjs')).href, 'bench/run.ts', '--quick'], {
     cwd: root,
@@ -16,7 +16,7 @@ it('npm run bench -- --quick runs all seven scenarios and their correctness chec
   child.stderr.on('data', (d) => (output += d));
   const code = await new Promise((resolve) => child.on('exit', resolve));
   expect(code, output).toBe(0);
-  for (const scenario of ['1 cached history', '2 uncached reads', '3 streaming cost', '4 first-token latency', '4 every-token latency', '5 scale', '6 idle subscriptions', '6 idle conversationEvents', '6 idle viewerEvents', '7 sendMessage']) {
+  for (const scenario of ['1 cached history', '2 uncached reads', '3 streaming cost', '4 first-token latency', '4 every-token latency', '5 scale', '6 idle subscriptions', '6 idle conversationEvents', '6 idle viewerEvents', '7 sendMessage', '8 list with a', '8 branched path read, uncached', '8 branched path read, cached']) {
     // A number in the Parley column; the quick run's tiny idle-memory sample may come out negative.
     expect(output).toMatch(new RegExp(`\\| ${scenario}[^|]* \\| [^|]+ \\| -?\\d`));
   }
