@@ -373,7 +373,8 @@ export class PrismaStore implements Store {
       const original = source && (await tx.conversation.findUnique({ where: { id: source.conversationId }, select: { title: true } }));
       if (!original) return null;
       const ids = await this.tree.pathTo(tx, userId, messageId);
-      const path = await tx.message.findMany({ where: { id: { in: ids } }, orderBy: { seq: 'asc' } });
+      const path: Message[] = [];
+      for (let i = 0; i < ids.length; i += COPY_CHUNK) path.push(...(await tx.message.findMany({ where: { id: { in: ids.slice(i, i + COPY_CHUNK) } }, orderBy: { seq: 'asc' } })));
       // Fewer rows than ids: a delete took part of the path, and the message with it.
       if (ids.length === 0 || path.length !== ids.length) return null;
       const newIds = new Map(path.map((m) => [m.id, uuid7()]));
@@ -381,16 +382,15 @@ export class PrismaStore implements Store {
       await tx.conversation.create({
         data: { id: conversationId, userId, title: title === undefined ? original.title : title, lastSeq: path.length, currentMessageId: newIds.get(messageId) ?? null, pathLength: path.length },
       });
-      await tx.message.createMany({
-        data: path.map((m, i) => ({
-          ...copiedColumns(m),
-          id: newIds.get(m.id)!,
-          conversationId,
-          seq: i + 1,
-          depth: i,
-          parentId: m.parentId === null ? null : (newIds.get(m.parentId) ?? null),
-        })),
-      });
+      const copies = path.map((m, i) => ({
+        ...copiedColumns(m),
+        id: newIds.get(m.id)!,
+        conversationId,
+        seq: i + 1,
+        depth: i,
+        parentId: m.parentId === null ? null : (newIds.get(m.parentId) ?? null),
+      }));
+      for (let i = 0; i < copies.length; i += COPY_CHUNK) await tx.message.createMany({ data: copies.slice(i, i + COPY_CHUNK) });
       const viewerSeq = await this.nextViewerSeq(tx, userId);
       return { conversation: await tx.conversation.findUniqueOrThrow({ where: { id: conversationId } }), viewerSeq };
     });
@@ -514,6 +514,9 @@ export class PrismaStore implements Store {
 function withId<Q extends { select?: object }>(query: Q): Q {
   return query.select ? { ...query, select: { ...query.select, id: true } } : query;
 }
+
+// Rows per statement of a fork's copy: far below every database's limit on bound parameters.
+const COPY_CHUNK = 500;
 
 /** Thrown inside a transaction to roll it back when there turned out to be nothing to save. */
 const NOTHING_TO_SAVE = Symbol('nothing to save');
