@@ -333,7 +333,7 @@ export class PrismaStore implements Store {
   // Branches
 
   switchBranch(userId: string, messageId: string): Promise<({ conversation: Conversation; conversationSeq: number }) | null> {
-    return this.db.$transaction(async (tx) => {
+    return this.afterLock(async (tx) => {
       const conversationId = await this.lockConversationOf(tx, userId, messageId);
       if (conversationId === null) return null;
       const leaf = await this.tree.newestLeaf(tx, conversationId, messageId);
@@ -345,7 +345,7 @@ export class PrismaStore implements Store {
   }
 
   deleteSubtree(userId: string, messageId: string): Promise<DeletedSubtree | null> {
-    return this.db.$transaction(async (tx) => {
+    return this.afterLock(async (tx) => {
       const conversationId = await this.lockConversationOf(tx, userId, messageId);
       if (conversationId === null) return null;
       const { parentId } = (await tx.message.findUnique({ where: { id: messageId }, select: { parentId: true } })) ?? {};
@@ -415,6 +415,16 @@ export class PrismaStore implements Store {
   async subtreeIds(userId: string, messageId: string): Promise<string[]> {
     const message = await this.db.message.findFirst({ where: { id: messageId, userId }, select: { conversationId: true } });
     return message ? (await this.tree.subtree(this.db, message.conversationId, messageId)).map((node) => node.id) : [];
+  }
+
+  /**
+   * A transaction that reads the message before it locks the conversation. On MySQL's default
+   * REPEATABLE READ, that first read would fix the snapshot, and every read after the lock would
+   * miss what the writer it waited for committed (the path flags it moved): READ COMMITTED reads
+   * the newest. PostgreSQL reads each statement afresh; SQLite writes one transaction at a time.
+   */
+  private afterLock<T>(fn: (tx: Prisma.TransactionClient) => Promise<T>): Promise<T> {
+    return this.provider === 'mysql' ? this.db.$transaction(fn, { isolationLevel: 'ReadCommitted' as Prisma.TransactionIsolationLevel }) : this.db.$transaction(fn);
   }
 
   /** Locks the conversation of the user's message (moving its event seq); null when the message is not theirs. */
