@@ -16,12 +16,11 @@ export const Message = builder.prismaObject('Message', {
     parentId: t.exposeID('parentId', { nullable: true, description: 'The message this one answers; null for a root' }),
     siblingIds: t.idList({
       description: 'The messages with the same parent (this one included), oldest first: the versions to flip between',
-      select: { conversationId: true, parentId: true },
+      // No `select`: Pothos would reload each row that came without it (a page's rows), one query each.
       resolve: (message, _, ctx) => ctx.siblings.siblingIds(message),
     }),
     siblingIndex: t.int({
       description: "This message's position in siblingIds",
-      select: { conversationId: true, parentId: true },
       resolve: async (message, _, ctx) => (await ctx.siblings.siblingIds(message)).indexOf(message.id),
     }),
     role: t.expose('role', { type: Role }),
