@@ -52,6 +52,8 @@ describe('the history cache, Redis up', () => {
   let redis: Redis;
   let cache: RedisHistoryCache;
   let scriptReads = 0;
+  // Full reads of an entry (MGET), and head reads (GETRANGE), by the cache's client.
+  const calls = { mget: 0, getrange: 0 };
 
   beforeAll(() => {
     redis = new Redis(REDIS_URL);
@@ -60,6 +62,11 @@ describe('the history cache, Redis up', () => {
     const scripted = redis as unknown as { historyRead: (...args: unknown[]) => Promise<unknown> };
     const run = scripted.historyRead.bind(redis);
     scripted.historyRead = (...args) => (scriptReads++, run(...args));
+    for (const name of ['mget', 'getrange'] as const) {
+      const counted = redis as unknown as Record<string, (...args: unknown[]) => unknown>;
+      const original = counted[name]!.bind(redis);
+      counted[name] = (...args) => (calls[name]++, original(...args));
+    }
   });
   afterAll(async () => {
     redis.disconnect();
@@ -110,18 +117,51 @@ describe('the history cache, Redis up', () => {
     expect(changed.map((m) => m.content)).toEqual(['changed']);
   });
 
+  it('reads only the head of an entry it parsed before, and sees any other fill behind the same key', async () => {
+    const keys = historyKeys(namespace.prefix, 'u1', 'heads');
+    await filled(cache, 'u1', 'heads', [message(1, 'first', 'heads')]);
+    const first = ((await cache.read('u1', ['heads'])).get('heads') as { messages: Message[] }).messages;
+    const before = { ...calls };
+    for (let i = 0; i < 5; i++) expect(((await cache.read('u1', ['heads'])).get('heads') as { messages: Message[] }).messages).toBe(first);
+    expect([calls.mget - before.mget, calls.getrange - before.getrange]).toEqual([0, 5]);
+    // Another fill of the same length, written behind the cache's back: a new fill id, so a full read.
+    const epoch = (await redis.get(keys.epoch)) ?? '0';
+    const other = { fill: '00000000-0000-4000-8000-000000000000', userId: 'u1', conversationId: 'heads', messages: [message(1, 'other', 'heads')] };
+    await redis.set(keys.entry, `${epoch}|${JSON.stringify(other)}`, 'PX', 60_000);
+    const changed = ((await cache.read('u1', ['heads'])).get('heads') as { messages: Message[] }).messages;
+    expect(changed.map((m) => m.content)).toEqual(['other']);
+    // The same bytes after a new epoch are an entry of a retired epoch: never a hit.
+    const raw = (await redis.get(keys.entry))!;
+    await redis.incr(keys.epoch);
+    await redis.set(keys.entry, raw, 'PX', 60_000);
+    expect(versionOf((await cache.read('u1', ['heads'])).get('heads'))).toEqual(expect.any(String));
+    // Gone (a writer deleted it): a miss, whatever was parsed before.
+    await filled(cache, 'u1', 'heads', [message(1, 'third', 'heads')]);
+    expect(((await cache.read('u1', ['heads'])).get('heads') as { messages: Message[] }).messages.map((m) => m.content)).toEqual(['third']);
+    await redis.del(keys.entry);
+    expect(versionOf((await cache.read('u1', ['heads'])).get('heads'))).toEqual(expect.any(String));
+  });
+
   it('never serves what is not an entry of this format, and does not fill over it from that read', async () => {
     const keys = historyKeys(namespace.prefix, 'u1', 'odd');
     const epoch = (await redis.get(keys.epoch)) ?? '0';
+    const fill = '0e2f4c1a-9b7d-4e3f-8a6b-5c4d3e2f1a0b';
     const planted = [
       'not json',
       'null',
       '[]',
-      JSON.stringify({ userId: 1, conversationId: 'odd', messages: [] }),
-      JSON.stringify({ userId: 'u1', conversationId: 7, messages: [] }),
-      JSON.stringify({ userId: 'u1', conversationId: 'odd', messages: {} }),
-      JSON.stringify({ conversationId: 'odd', messages: [] }),
-      JSON.stringify({ userId: 'u1', messages: [] }),
+      // Earlier format, without a fill id.
+      JSON.stringify({ userId: 'u1', conversationId: 'odd', messages: [] }),
+      // The fill id must be a UUID and come first: a head compared later must name the whole entry.
+      JSON.stringify({ userId: 'u1', fill, conversationId: 'odd', messages: [] }),
+      JSON.stringify({ fill: 'x', userId: 'u1', conversationId: 'odd', messages: [] }),
+      JSON.stringify({ fill: 7, userId: 'u1', conversationId: 'odd', messages: [] }),
+      ` ${JSON.stringify({ fill, userId: 'u1', conversationId: 'odd', messages: [] })}`,
+      JSON.stringify({ fill, userId: 1, conversationId: 'odd', messages: [] }),
+      JSON.stringify({ fill, userId: 'u1', conversationId: 7, messages: [] }),
+      JSON.stringify({ fill, userId: 'u1', conversationId: 'odd', messages: {} }),
+      JSON.stringify({ fill, conversationId: 'odd', messages: [] }),
+      JSON.stringify({ fill, userId: 'u1', messages: [] }),
     ];
     for (const text of planted) {
       await redis.set(keys.entry, `${epoch}|${text}`, 'PX', 60_000);

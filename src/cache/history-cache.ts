@@ -15,6 +15,7 @@
 //   before it uses the cache, which retires every entry that might have missed a write.
 // Redis failures never fail a request: every call is bounded by the command timeout, and while
 // Redis is unavailable the cache stands aside and the database answers.
+import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Message } from '../store/rows.ts';
 import type { Logger } from '../logger.ts';
@@ -67,10 +68,20 @@ function encodeKeyPart(id: string): string {
   return Buffer.from(id, 'utf16le').toString('base64url');
 }
 
-/** An entry as stored after its epoch: whose conversation it holds, and its newest messages. */
+/**
+ * An entry as stored after its epoch: the fill that wrote it, whose conversation it holds, and its
+ * newest messages. `fill` comes first, so the entry's first bytes name its fill.
+ */
 interface StoredEntry {
+  fill: string;
   userId: string;
   conversationId: string;
+  messages: Message[];
+}
+
+/** An entry this instance parsed: the first bytes that identify it in Redis, and its messages. */
+interface ParsedEntry {
+  head: string;
   messages: Message[];
 }
 
@@ -163,7 +174,10 @@ export class RedisHistoryCache implements HistoryCache {
   private missedInvalidation = false;
   private retryAt = 0;
   private reconnecting: Promise<boolean> | undefined;
-  private readonly lastParsed = new Map<string, { text: string; messages: Message[] }>();
+  // Entries parsed here, by key base, most recently read last.
+  private readonly lastParsed = new Map<string, ParsedEntry>();
+  // Keys by user and conversation: computing them is a fair part of a hit's cost.
+  private readonly keyCache = new Map<string, ReturnType<typeof historyKeys>>();
 
   constructor(private readonly options: RedisHistoryCacheOptions) {
     this.size = options.size;
@@ -179,7 +193,15 @@ export class RedisHistoryCache implements HistoryCache {
   }
 
   private keys(userId: string, conversationId: string) {
-    return historyKeys(this.options.prefix, userId, conversationId);
+    // The user id's length first: no two pairs share a cache key.
+    const id = `${userId.length}:${userId}${conversationId}`;
+    let keys = this.keyCache.get(id);
+    if (!keys) {
+      if (this.keyCache.size >= KEY_CACHE_SIZE) this.keyCache.delete(this.keyCache.keys().next().value!);
+      keys = historyKeys(this.options.prefix, userId, conversationId);
+      this.keyCache.set(id, keys);
+    }
+    return keys;
   }
 
   async read(userId: string, conversationIds: string[]): Promise<Map<string, CacheRead>> {
@@ -189,25 +211,12 @@ export class RedisHistoryCache implements HistoryCache {
     };
     if (!(await this.usable())) return bypass();
     try {
-      const results = await Promise.all(
-        conversationIds.map(async (id): Promise<[string] | [null, string | null]> => {
-          const keys = this.keys(userId, id);
-          // A hit needs only the entry and the epoch: one MGET costs Redis far less than the
-          // script, which runs only on a miss, for the version to fill against.
-          const [entry, epoch] = await this.redis.mget(keys.entry, keys.epoch);
-          const current = `${epoch ?? '0'}|`;
-          if (entry?.startsWith(current)) return [entry.slice(current.length)];
-          return this.redis.historyRead(keys.entry, keys.version, keys.epoch, keys.writers);
-        }),
-      );
+      const results = await Promise.all(conversationIds.map((id) => this.readOne(userId, id)));
       const reads = new Map<string, CacheRead>();
-      results.forEach(([cached, version], i) => {
-        const id = conversationIds[i]!;
-        const messages = cached != null ? this.parsed(userId, id, cached) : null;
-        if (messages) this.counters.hits++;
+      results.forEach((read, i) => {
+        if ('messages' in read) this.counters.hits++;
         else this.counters.misses++;
-        // An entry of another owner or conversation is never served, nor overwritten by this read.
-        reads.set(id, messages ? { messages } : { version: cached != null ? null : (version ?? null) });
+        reads.set(conversationIds[i]!, read);
       });
       return reads;
     } catch (error) {
@@ -216,22 +225,39 @@ export class RedisHistoryCache implements HistoryCache {
     }
   }
 
-  /**
-   * The entry's messages. Parsing 50 messages and their dates was the largest cost of a cache hit:
-   * an entry read again unchanged (the same text) reuses the messages parsed last time.
-   */
-  private parsed(userId: string, conversationId: string, text: string): Message[] | null {
-    const key = this.keys(userId, conversationId).base;
-    const last = this.lastParsed.get(key);
-    if (last && last.text === text) {
-      this.lastParsed.delete(key);
-      this.lastParsed.set(key, last);
-      return last.messages;
+  private async readOne(userId: string, conversationId: string): Promise<CacheRead> {
+    const keys = this.keys(userId, conversationId);
+    // An entry parsed here before is checked by its first bytes, which name its fill, and by the
+    // epoch: a hit moves a few bytes instead of the whole entry.
+    const known = this.lastParsed.get(keys.base);
+    if (known) {
+      const [head, epochNow] = await Promise.all([this.redis.getrange(keys.entry, 0, known.head.length - 1), this.redis.get(keys.epoch)]);
+      if (head === known.head && head.startsWith(`${epochNow ?? '0'}|`)) {
+        this.lastParsed.delete(keys.base);
+        this.lastParsed.set(keys.base, known);
+        return { messages: known.messages };
+      }
     }
-    const entry = reviveEntry(text);
+    // A full read needs only the entry and the epoch: one MGET costs Redis far less than the
+    // script, which runs only on a miss, for the version to fill against.
+    const [entry, epoch] = await this.redis.mget(keys.entry, keys.epoch);
+    const current = `${epoch ?? '0'}|`;
+    if (entry?.startsWith(current)) {
+      const messages = this.parsed(keys.base, userId, conversationId, current, entry);
+      // An entry of another owner or conversation is never served, nor overwritten by this read.
+      return messages ? { messages } : { version: null };
+    }
+    const [, version] = await this.redis.historyRead(keys.entry, keys.version, keys.epoch, keys.writers);
+    return { version: version ?? null };
+  }
+
+  /** The messages of an entry of the current epoch, remembered by its head; null when it is not this pair's. */
+  private parsed(base: string, userId: string, conversationId: string, epochPrefix: string, text: string): Message[] | null {
+    const entry = reviveEntry(text.slice(epochPrefix.length));
     if (!entry || entry.userId !== userId || entry.conversationId !== conversationId) return null;
+    this.lastParsed.delete(base);
     if (this.lastParsed.size >= PARSED_ENTRIES) this.lastParsed.delete(this.lastParsed.keys().next().value!);
-    this.lastParsed.set(key, { text, messages: entry.messages });
+    this.lastParsed.set(base, { head: epochPrefix + entryHead(entry.fill), messages: entry.messages });
     return entry.messages;
   }
 
@@ -241,7 +267,7 @@ export class RedisHistoryCache implements HistoryCache {
     // (another case, trailing spaces) must not give one conversation two entries.
     if (messages.some((m) => m.userId !== userId || m.conversationId !== conversationId)) return;
     const keys = this.keys(userId, conversationId);
-    const entry: StoredEntry = { userId, conversationId, messages };
+    const entry: StoredEntry = { fill: randomUUID(), userId, conversationId, messages };
     this.redis.historyFill(keys.entry, keys.version, keys.epoch, keys.writers, version, JSON.stringify(entry), this.options.ttlMs).catch((error) => this.failed(error));
   }
 
@@ -316,6 +342,16 @@ const DATE_FIELDS = ['createdAt', 'updatedAt', 'leaseExpiresAt'] as const;
 /** How many parsed entries each instance keeps for reuse (most recently read first). */
 const PARSED_ENTRIES = 200;
 
+/** How many key sets each instance keeps computed. */
+const KEY_CACHE_SIZE = 1000;
+
+/** The entry's text up to the end of its fill id. */
+function entryHead(fill: string): string {
+  return `{"fill":${JSON.stringify(fill)}`;
+}
+
+const FILL_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 // Frozen: the same objects go to every reader of an unchanged entry. Null for text that is not an
 // entry of this format (an older one, or anything else found under the key).
 function reviveEntry(json: string): StoredEntry | null {
@@ -325,7 +361,9 @@ function reviveEntry(json: string): StoredEntry | null {
   } catch {
     return null;
   }
-  if (typeof entry?.userId !== 'string' || typeof entry.conversationId !== 'string' || !Array.isArray(entry.messages)) return null;
+  // The head that later hits compare must be the entry's own first bytes.
+  if (typeof entry?.fill !== 'string' || !FILL_ID.test(entry.fill) || !json.startsWith(entryHead(entry.fill))) return null;
+  if (typeof entry.userId !== 'string' || typeof entry.conversationId !== 'string' || !Array.isArray(entry.messages)) return null;
   const messages = entry.messages;
   for (const message of messages) {
     for (const field of DATE_FIELDS) {
@@ -334,5 +372,5 @@ function reviveEntry(json: string): StoredEntry | null {
     }
     Object.freeze(message);
   }
-  return { userId: entry.userId, conversationId: entry.conversationId, messages: Object.freeze(messages) as Message[] };
+  return { fill: entry.fill, userId: entry.userId, conversationId: entry.conversationId, messages: Object.freeze(messages) as Message[] };
 }
