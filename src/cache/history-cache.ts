@@ -243,22 +243,23 @@ export class RedisHistoryCache implements HistoryCache {
     const [entry, epoch] = await this.redis.mget(keys.entry, keys.epoch);
     const current = `${epoch ?? '0'}|`;
     if (entry?.startsWith(current)) {
-      const messages = this.parsed(keys.base, userId, conversationId, current, entry);
+      const stored = pairEntry(entry.slice(current.length), userId, conversationId);
+      if (stored) this.remember(keys.base, current + entryHead(stored.fill), stored.messages);
       // An entry of another owner or conversation is never served, nor overwritten by this read.
-      return messages ? { messages } : { version: null };
+      return stored ? { messages: stored.messages } : { version: null };
     }
-    const [, version] = await this.redis.historyRead(keys.entry, keys.version, keys.epoch, keys.writers);
-    return { version: version ?? null };
+    // The script finds the entry too when it was filled after the MGET (its epoch unknown here,
+    // so it is served but not remembered).
+    const [cached, version] = await this.redis.historyRead(keys.entry, keys.version, keys.epoch, keys.writers);
+    if (cached == null) return { version: version ?? null };
+    const stored = pairEntry(cached, userId, conversationId);
+    return stored ? { messages: stored.messages } : { version: null };
   }
 
-  /** The messages of an entry of the current epoch, remembered by its head; null when it is not this pair's. */
-  private parsed(base: string, userId: string, conversationId: string, epochPrefix: string, text: string): Message[] | null {
-    const entry = reviveEntry(text.slice(epochPrefix.length));
-    if (!entry || entry.userId !== userId || entry.conversationId !== conversationId) return null;
+  private remember(base: string, head: string, messages: Message[]): void {
     this.lastParsed.delete(base);
     if (this.lastParsed.size >= PARSED_ENTRIES) this.lastParsed.delete(this.lastParsed.keys().next().value!);
-    this.lastParsed.set(base, { head: epochPrefix + entryHead(entry.fill), messages: entry.messages });
-    return entry.messages;
+    this.lastParsed.set(base, { head, messages });
   }
 
   fill(userId: string, conversationId: string, version: string, messages: Message[]): void {
@@ -351,6 +352,12 @@ function entryHead(fill: string): string {
 }
 
 const FILL_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** The entry in `text` when it is one of this format and holds this pair's conversation, else null. */
+function pairEntry(text: string, userId: string, conversationId: string): StoredEntry | null {
+  const entry = reviveEntry(text);
+  return entry && entry.userId === userId && entry.conversationId === conversationId ? entry : null;
+}
 
 // Frozen: the same objects go to every reader of an unchanged entry. Null for text that is not an
 // entry of this format (an older one, or anything else found under the key).
