@@ -52,8 +52,8 @@ describe('the history cache, Redis up', () => {
   let redis: Redis;
   let cache: RedisHistoryCache;
   let scriptReads = 0;
-  // Full reads of an entry (MGET), and head reads (GETRANGE), by the cache's client.
-  const calls = { mget: 0, getrange: 0 };
+  // Full reads of an entry (MGET), and head checks (the same-head script), by the cache's client.
+  const calls = { mget: 0, historySameHead: 0 };
 
   beforeAll(() => {
     redis = new Redis(REDIS_URL);
@@ -62,7 +62,7 @@ describe('the history cache, Redis up', () => {
     const scripted = redis as unknown as { historyRead: (...args: unknown[]) => Promise<unknown> };
     const run = scripted.historyRead.bind(redis);
     scripted.historyRead = (...args) => (scriptReads++, run(...args));
-    for (const name of ['mget', 'getrange'] as const) {
+    for (const name of ['mget', 'historySameHead'] as const) {
       const counted = redis as unknown as Record<string, (...args: unknown[]) => unknown>;
       const original = counted[name]!.bind(redis);
       counted[name] = (...args) => (calls[name]++, original(...args));
@@ -122,8 +122,9 @@ describe('the history cache, Redis up', () => {
     await filled(cache, 'u1', 'heads', [message(1, 'first', 'heads')]);
     const first = ((await cache.read('u1', ['heads'])).get('heads') as { messages: Message[] }).messages;
     const before = { ...calls };
+    const reads = scriptReads;
     for (let i = 0; i < 5; i++) expect(((await cache.read('u1', ['heads'])).get('heads') as { messages: Message[] }).messages).toBe(first);
-    expect([calls.mget - before.mget, calls.getrange - before.getrange]).toEqual([0, 5]);
+    expect([calls.mget - before.mget, calls.historySameHead - before.historySameHead, scriptReads - reads]).toEqual([0, 5, 0]);
     // Another fill of the same length, written behind the cache's back: a new fill id, so a full read.
     const epoch = (await redis.get(keys.epoch)) ?? '0';
     const other = { fill: '00000000-0000-4000-8000-000000000000', userId: 'u1', conversationId: 'heads', messages: [message(1, 'other', 'heads')] };

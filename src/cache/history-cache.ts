@@ -34,6 +34,16 @@ if tonumber(redis.call('GET', KEYS[4]) or '0') > 0 then return {false, false} en
 return {false, redis.call('GET', KEYS[2]) or '0'}
 `;
 
+// KEYS: entry, epoch. ARGV: the head of an entry parsed before, epoch included. Returns 1 when the
+// entry still begins with that head under the current epoch: the same fill, not retired.
+const SAME_HEAD = `
+local epoch = redis.call('GET', KEYS[2]) or '0'
+local head = ARGV[1]
+if string.sub(head, 1, string.len(epoch) + 1) ~= epoch .. '|' then return 0 end
+if redis.call('GETRANGE', KEYS[1], 0, string.len(head) - 1) == head then return 1 end
+return 0
+`;
+
 // KEYS: entry, version, epoch, writers. ARGV: version seen before the database read, JSON, ttl ms.
 const FILL = `
 if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then return 0 end
@@ -87,6 +97,7 @@ interface ParsedEntry {
 
 type CacheRedis = Redis & {
   historyRead(entry: string, version: string, epoch: string, writers: string): Promise<[string] | [null, string | null]>;
+  historySameHead(entry: string, epoch: string, head: string): Promise<number>;
   historyFill(entry: string, version: string, epoch: string, writers: string, seenVersion: string, messages: string, ttlMs: number): Promise<number>;
   historyWrite(entry: string, version: string, writers: string, delta: number, versionTtlMs: number, writerTtlMs: number): Promise<number>;
 };
@@ -183,6 +194,7 @@ export class RedisHistoryCache implements HistoryCache {
     this.size = options.size;
     this.redis = options.redis as CacheRedis;
     this.redis.defineCommand('historyRead', { numberOfKeys: 4, lua: READ });
+    this.redis.defineCommand('historySameHead', { numberOfKeys: 2, lua: SAME_HEAD });
     this.redis.defineCommand('historyFill', { numberOfKeys: 4, lua: FILL });
     this.redis.defineCommand('historyWrite', { numberOfKeys: 3, lua: WRITE });
     // A dropped connection means Redis went away, maybe to come back from an old snapshot, or
@@ -228,11 +240,10 @@ export class RedisHistoryCache implements HistoryCache {
   private async readOne(userId: string, conversationId: string): Promise<CacheRead> {
     const keys = this.keys(userId, conversationId);
     // An entry parsed here before is checked by its first bytes, which name its fill, and by the
-    // epoch: a hit moves a few bytes instead of the whole entry.
+    // epoch, in one step: a hit moves a few bytes instead of the whole entry.
     const known = this.lastParsed.get(keys.base);
     if (known) {
-      const [head, epochNow] = await Promise.all([this.redis.getrange(keys.entry, 0, known.head.length - 1), this.redis.get(keys.epoch)]);
-      if (head === known.head && head.startsWith(`${epochNow ?? '0'}|`)) {
+      if ((await this.redis.historySameHead(keys.entry, keys.epoch, known.head)) === 1) {
         this.lastParsed.delete(keys.base);
         this.lastParsed.set(keys.base, known);
         return { messages: known.messages };

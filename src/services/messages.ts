@@ -100,6 +100,21 @@ export class MessageService {
         ? await cachedRecentMessages(this.store, this.cache, viewer.userId, conversationId)
         : await this.store.recentMessages(viewer.userId, conversationId, limit);
     if (!newest) throw notFound('conversation');
-    return newest.slice(-limit).map(({ role, content }) => ({ role, content }));
+    return chatMessages(newest, limit);
   }
+}
+
+// A cached entry's messages are the same frozen array on every hit: its chat view is built once.
+const chatViews = new WeakMap<readonly Message[], Map<number, readonly ChatMessage[]>>();
+
+/** The last `limit` messages as role and content, shared (frozen) between readers of the same rows. */
+function chatMessages(messages: readonly Message[], limit: number): ChatMessage[] {
+  const view = () => messages.slice(-limit).map(({ role, content }) => Object.freeze({ role, content }));
+  // Only a frozen array is known never to change under its view.
+  if (!Object.isFrozen(messages)) return view();
+  let byLimit = chatViews.get(messages);
+  if (!byLimit) chatViews.set(messages, (byLimit = new Map()));
+  let shared = byLimit.get(limit);
+  if (!shared) byLimit.set(limit, (shared = Object.freeze(view())));
+  return shared as ChatMessage[];
 }
