@@ -61,12 +61,28 @@ export interface Service {
  * Starts a TypeScript entry point (Parley's main, or a baseline) and waits for `ready` on its port.
  * `cpus` (a taskset list, e.g. SERVER_CPUS) pins the process to those cores.
  */
+/** A server to start: a TypeScript or JavaScript entry point, and options for node. */
+export interface ServerCommand {
+  entry: string;
+  nodeArgs: string[];
+}
+
+/** Parley as `npm start` runs it: the node options and the entry point of package.json's start script. */
+export function npmStartCommand(): ServerCommand {
+  const start = (JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.start!;
+  const [node, ...args] = start.split(' ');
+  const entry = args.at(-1);
+  if (node !== 'node' || !entry || args.slice(0, -1).some((arg) => !arg.startsWith('--'))) throw new Error(`npm start is not "node [options] <entry>": ${start}`);
+  return { entry, nodeArgs: args.slice(0, -1) };
+}
+
 export async function startService(
   name: string,
-  entry: string,
+  server: string | ServerCommand,
   env: Record<string, string>,
   { ready = '/health', inspect: withInspector = false, cpus }: { ready?: string; inspect?: boolean; cpus?: string } = {},
 ): Promise<Service> {
+  const { entry, nodeArgs } = typeof server === 'string' ? { entry: server, nodeArgs: [] } : server;
   const port = await freePort();
   // BENCH_PROFILE=<dir>: every server writes a V8 CPU profile there when it exits.
   const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
@@ -74,7 +90,7 @@ export async function startService(
   const inspector = withInspector ? ['--inspect=127.0.0.1:0'] : [];
   // JavaScript (Parley's build in dist/) runs as is; TypeScript (the baselines) through tsx.
   const loader = entry.endsWith('.ts') ? ['--import', tsxLoader] : [];
-  const [command, args] = pinned(cpus, process.execPath, [...profile, ...inspector, ...loader, path.join(root, entry)]);
+  const [command, args] = pinned(cpus, process.execPath, [...nodeArgs, ...profile, ...inspector, ...loader, path.join(root, entry)]);
   const child = spawn(command, args, {
     cwd: root,
     env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', LOG_LEVEL: 'warn', NODE_ENV: 'production', ...env, PORT: String(port) },

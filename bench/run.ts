@@ -12,13 +12,14 @@ import WebSocket from 'ws';
 import { createTestDatabase, type TestDatabase } from '../test/support/databases.ts';
 import { FakeModel, now, tokenStamps } from '../test/support/fake-model.ts';
 import { REDIS_URL } from '../test/support/redis.ts';
-import { canPin, cpuSeconds, gql, LOAD_CPUS, percentile, root, rssBytes, SERVER_CPUS, sleep, spread, startService, type Service } from './lib.ts';
+import { canPin, cpuSeconds, gql, LOAD_CPUS, npmStartCommand, percentile, root, rssBytes, SERVER_CPUS, sleep, spread, startService, type Service } from './lib.ts';
 import { LoadGenerator, SATURATED_SHARE, type LoadRequest, type LoadRun } from './load.ts';
 import { seedConversations as seedTrees } from './seed-tree.ts';
 
 const quick = process.argv.includes('--quick');
 // Parley runs as `npm start` runs it: compiled to dist/ (built in main()).
-const PARLEY = 'dist/server/main.js';
+// Parley's build, started with the node options of `npm start`.
+const PARLEY = npmStartCommand();
 // --only 7: one scenario group (1, 2, 3 for 3–5, 6, 7), e.g. with BENCH_PROFILE to profile it.
 const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
 const RUNS = quick ? 1 : 3;
