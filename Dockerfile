@@ -17,4 +17,4 @@ RUN mkdir -p /app/data && chown node:node /app/data
 VOLUME /app/data
 USER node
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 CMD node -e "fetch('http://127.0.0.1:4000/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-CMD ["node", "--max-semi-space-size=32", "--enable-source-maps", "dist/server/main.js"]
+CMD ["node", "--max-semi-space-size=64", "--enable-source-maps", "dist/server/main.js"]
