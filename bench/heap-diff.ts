@@ -9,7 +9,7 @@ import { applyMigrations } from '../src/store/migrate.ts';
 import { createTestDatabase } from '../test/support/databases.ts';
 import { FakeModel } from '../test/support/fake-model.ts';
 import { REDIS_URL } from '../test/support/redis.ts';
-import { gql, root, sleep, startService } from './lib.ts';
+import { gql, npmStartCommand, root, sleep, startService } from './lib.ts';
 
 const count = Number(process.argv[2] ?? 1000);
 execFileSync(process.execPath, [path.join(root, 'scripts/build.mjs')], { cwd: root, stdio: 'inherit' });
@@ -19,7 +19,7 @@ const model = await FakeModel.start();
 model.setDefault({ tokens: ['never'], stallAfter: 0 });
 const parley = await startService(
   'parley',
-  'dist/server/main.js',
+  npmStartCommand(),
   { DATABASE_URL: database.url, LLM_API_URL: model.url, LLM_MODEL: 'fake-model', GRAPHIQL: 'false', REDIS_URL, REDIS_KEY_PREFIX: `heap-diff:${process.pid}:` },
   { inspect: true },
 );

@@ -57,10 +57,6 @@ export interface Service {
   snapshot(): Promise<Map<string, [count: number, bytes: number]>>;
 }
 
-/**
- * Starts a TypeScript entry point (Parley's main, or a baseline) and waits for `ready` on its port.
- * `cpus` (a taskset list, e.g. SERVER_CPUS) pins the process to those cores.
- */
 /** A server to start: a TypeScript or JavaScript entry point, and options for node. */
 export interface ServerCommand {
   entry: string;
@@ -76,6 +72,10 @@ export function npmStartCommand(): ServerCommand {
   return { entry, nodeArgs: args.slice(0, -1) };
 }
 
+/**
+ * Starts a TypeScript entry point (Parley's main, or a baseline) and waits for `ready` on its port.
+ * `cpus` (a taskset list, e.g. SERVER_CPUS) pins the process to those cores.
+ */
 export async function startService(
   name: string,
   server: string | ServerCommand,

@@ -54,6 +54,8 @@ describe('the history cache, Redis up', () => {
   let scriptReads = 0;
   // Full reads of an entry (MGET), and head checks (the same-head script), by the cache's client.
   const calls = { mget: 0, historySameHead: 0 };
+  // Every command the cache's client sends, by name.
+  const sent: string[] = [];
 
   beforeAll(() => {
     redis = new Redis(REDIS_URL);
@@ -62,6 +64,8 @@ describe('the history cache, Redis up', () => {
     const scripted = redis as unknown as { historyRead: (...args: unknown[]) => Promise<unknown> };
     const run = scripted.historyRead.bind(redis);
     scripted.historyRead = (...args) => (scriptReads++, run(...args));
+    const sendCommand = redis.sendCommand.bind(redis);
+    redis.sendCommand = (command, stream) => (sent.push(command.name), sendCommand(command, stream));
     for (const name of ['mget', 'historySameHead'] as const) {
       const counted = redis as unknown as Record<string, (...args: unknown[]) => unknown>;
       const original = counted[name]!.bind(redis);
@@ -123,8 +127,11 @@ describe('the history cache, Redis up', () => {
     const first = ((await cache.read('u1', ['heads'])).get('heads') as { messages: Message[] }).messages;
     const before = { ...calls };
     const reads = scriptReads;
+    const sentBefore = sent.length;
     for (let i = 0; i < 5; i++) expect(((await cache.read('u1', ['heads'])).get('heads') as { messages: Message[] }).messages).toBe(first);
     expect([calls.mget - before.mget, calls.historySameHead - before.historySameHead, scriptReads - reads]).toEqual([0, 5, 0]);
+    // Nothing else: one script call per hit.
+    expect(sent.slice(sentBefore)).toEqual(Array(5).fill('evalsha'));
     // Another fill of the same length, written behind the cache's back: a new fill id, so a full read.
     const epoch = (await redis.get(keys.epoch)) ?? '0';
     const other = { fill: '00000000-0000-4000-8000-000000000000', userId: 'u1', conversationId: 'heads', messages: [message(1, 'other', 'heads')] };

@@ -104,17 +104,16 @@ export class MessageService {
   }
 }
 
-// A cached entry's messages are the same frozen array on every hit: its chat view is built once.
-const chatViews = new WeakMap<readonly Message[], Map<number, readonly ChatMessage[]>>();
+// A cached entry's messages are the same frozen array on every hit: its chat view is built once
+// (one object per message, whatever the limits asked), and each read takes a slice of it.
+const chatViews = new WeakMap<readonly Message[], readonly ChatMessage[]>();
 
-/** The last `limit` messages as role and content, shared (frozen) between readers of the same rows. */
+/** The last `limit` messages as role and content; the objects are shared (frozen) between readers of the same rows. */
 function chatMessages(messages: readonly Message[], limit: number): ChatMessage[] {
-  const view = () => messages.slice(-limit).map(({ role, content }) => Object.freeze({ role, content }));
+  const view = (rows: readonly Message[]) => rows.map(({ role, content }) => Object.freeze({ role, content }));
   // Only a frozen array is known never to change under its view.
-  if (!Object.isFrozen(messages)) return view();
-  let byLimit = chatViews.get(messages);
-  if (!byLimit) chatViews.set(messages, (byLimit = new Map()));
-  let shared = byLimit.get(limit);
-  if (!shared) byLimit.set(limit, (shared = Object.freeze(view())));
-  return shared as ChatMessage[];
+  if (!Object.isFrozen(messages)) return view(messages.slice(-limit));
+  let shared = chatViews.get(messages);
+  if (!shared) chatViews.set(messages, (shared = Object.freeze(view(messages))));
+  return shared.slice(-limit);
 }
