@@ -194,8 +194,13 @@ interface StreamRun {
   tokenMs: number[];
 }
 
-async function parleyStreams(generator: Service, server: Service, model: FakeModel, streams: number, tokens: number, perConnection = 10): Promise<StreamRun> {
-  model.setDefault({ tokens: Array.from({ length: tokens }, (_, i) => `w${i} `), delayMs: 50, headersDelayMs: 300, stamp: true });
+/** The model's tokens of a bench reply, `tokensPerSecond` apart, each stamped with when it left. */
+function streamReply(model: FakeModel, tokens: number, tokensPerSecond: number): void {
+  model.setDefault({ tokens: Array.from({ length: tokens }, (_, i) => `w${i} `), delayMs: 1000 / tokensPerSecond, headersDelayMs: 300, stamp: true });
+}
+
+async function parleyStreams(generator: Service, server: Service, model: FakeModel, streams: number, tokens: number, perConnection = 10, tokensPerSecond = 20): Promise<StreamRun> {
+  streamReply(model, tokens, tokensPerSecond);
   const clients: Client[] = Array.from({ length: Math.ceil(streams / perConnection) }, () =>
     createClient({ url: server.url.replace('http', 'ws') + '/graphql', webSocketImpl: WebSocket, retryAttempts: 0, lazy: false }),
   );
@@ -245,8 +250,8 @@ async function parleyStreams(generator: Service, server: Service, model: FakeMod
   return { streams, tokens, delivered, problems, cpuSeconds: cpu, firstTokenMs, tokenMs };
 }
 
-async function relayStreams(producer: Service, relay: Service, model: FakeModel, streams: number, tokens: number): Promise<StreamRun> {
-  model.setDefault({ tokens: Array.from({ length: tokens }, (_, i) => `w${i} `), delayMs: 50, headersDelayMs: 300, stamp: true });
+async function relayStreams(producer: Service, relay: Service, model: FakeModel, streams: number, tokens: number, tokensPerSecond = 20): Promise<StreamRun> {
+  streamReply(model, tokens, tokensPerSecond);
   const cpuBefore = cpuSeconds(producer.pid) + cpuSeconds(relay.pid);
   const problems: string[] = [];
   let delivered = 0;
@@ -293,26 +298,50 @@ async function streaming(database: TestDatabase, model: FakeModel) {
   const producer = await startService('relay-producer', 'bench/baselines/relay.ts', { REDIS_URL, BASELINE_PREFIX: `${prefix}relay:`, ROLE: 'producer' });
   const relay = await startService('relay', 'bench/baselines/relay.ts', { REDIS_URL, BASELINE_PREFIX: `${prefix}relay:`, ROLE: 'relay' });
 
-  // 3: tokens per server CPU-second at N streams of 20 tokens/s.
+  // 3: tokens per server CPU-second at N streams: short replies at 20 tokens/s, then long ones
+  // (real replies run 200–1,000 tokens, so per-reply costs weigh less) at 20 and at 80 tokens/s,
+  // where the coalescing window merges 2–3 tokens per event.
   const streams3 = size(100, 10);
-  const tokens3 = size(40, 10);
   await parleyStreams(a, b, model, 5, 5);
-  const cost = await compare(
-    async () => {
-      const run = await parleyStreams(a, b, model, streams3, tokens3);
-      if (run.problems.length) throw new Error(`streaming: ${run.problems.slice(0, 3).join('; ')}`);
-      return run.delivered / run.cpuSeconds;
-    },
-    async () => {
-      const run = await relayStreams(producer, relay, model, streams3, tokens3);
-      if (run.problems.length) throw new Error(`relay: ${run.problems.slice(0, 3).join('; ')}`);
-      return run.delivered / run.cpuSeconds;
-    },
-  );
-  raw.streamingCost = cost;
-  const p3 = spread(cost.parley);
-  const b3 = spread(cost.baseline);
-  record({ scenario: '3 streaming cost', metric: 'tokens per server CPU-s', parley: p3.median, baseline: b3.median, target: '≥ 1× relay', met: p3.median >= b3.median, detail: `${streams3} streams × ${tokens3} tokens at 20/s, 2 instances; parley ${fmt(p3.min)}–${fmt(p3.max)}, relay ${fmt(b3.min)}–${fmt(b3.max)}` });
+  const streamingCost = async (name: string, tokens: number, tokensPerSecond: number, target: number) => {
+    const cost = await compare(
+      async () => {
+        const run = await parleyStreams(a, b, model, streams3, tokens, 10, tokensPerSecond);
+        if (run.problems.length) throw new Error(`streaming: ${run.problems.slice(0, 3).join('; ')}`);
+        return run.delivered / run.cpuSeconds;
+      },
+      async () => {
+        const run = await relayStreams(producer, relay, model, streams3, tokens, tokensPerSecond);
+        if (run.problems.length) throw new Error(`relay: ${run.problems.slice(0, 3).join('; ')}`);
+        return run.delivered / run.cpuSeconds;
+      },
+    );
+    const p3 = spread(cost.parley);
+    const b3 = spread(cost.baseline);
+    record({
+      scenario: name,
+      metric: 'tokens per server CPU-s',
+      parley: p3.median,
+      baseline: b3.median,
+      target: `≥ ${target}× relay`,
+      met: p3.median >= target * b3.median,
+      detail: `${streams3} streams × ${tokens} tokens at ${tokensPerSecond}/s, 2 instances; parley ${fmt(p3.min)}–${fmt(p3.max)}, relay ${fmt(b3.min)}–${fmt(b3.max)}`,
+    });
+    return cost;
+  };
+  const [shortTokens, longTokens] = [size(40, 10), size(200, 20)];
+  const short = await streamingCost('3 streaming cost', shortTokens, 20, 1);
+  const long = await streamingCost('3 streaming cost, 200-token replies', longTokens, 20, 1);
+  raw.streamingCostFast = await streamingCost('3 streaming cost, 80 tok/s', longTokens, 80, 2);
+  // CPU = replies × per-reply cost + tokens × per-token cost, solved from the short and long runs.
+  const split = (side: 'parley' | 'baseline') => {
+    const [shortCpu, longCpu] = [(streams3 * shortTokens) / spread(short[side]).median, (streams3 * longTokens) / spread(long[side]).median];
+    const perToken = (longCpu - shortCpu) / (streams3 * (longTokens - shortTokens));
+    return { perTokenUs: perToken * 1e6, perReplyMs: ((shortCpu - streams3 * shortTokens * perToken) / streams3) * 1e3 };
+  };
+  const [ps, rs] = [split('parley'), split('baseline')];
+  Object.assign(raw, { streamingCost: short, streamingCostLong: long, streamingCostSplit: { parley: ps, relay: rs } });
+  console.log(`  3 cost split (both instances, from the ${shortTokens}- and ${longTokens}-token medians): parley ${fmt(ps.perTokenUs)} µs per token + ${fmt(ps.perReplyMs)} ms per reply; relay ${fmt(rs.perTokenUs)} µs + ${fmt(rs.perReplyMs)} ms`);
 
   // 4: latency at 200 streams.
   const streams4 = size(200, 10);

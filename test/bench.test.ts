@@ -16,7 +16,7 @@ it('npm run bench -- --quick runs all eight scenarios and their correctness chec
   child.stderr.on('data', (d) => (output += d));
   const code = await new Promise((resolve) => child.on('exit', resolve));
   expect(code, output).toBe(0);
-  for (const scenario of ['1 cached history', '2 uncached reads', '3 streaming cost', '4 first-token latency', '4 every-token latency', '5 scale', '6 idle subscriptions', '6 idle conversationEvents', '6 idle viewerEvents', '7 sendMessage', '8 list with a', '8 branched path read, uncached', '8 branched path read, cached']) {
+  for (const scenario of ['1 cached history', '2 uncached reads', '3 streaming cost', '3 streaming cost, 200-token replies', '3 streaming cost, 80 tok/s', '4 first-token latency', '4 every-token latency', '5 scale', '6 idle subscriptions', '6 idle conversationEvents', '6 idle viewerEvents', '7 sendMessage', '8 list with a', '8 branched path read, uncached', '8 branched path read, cached']) {
     // A number in the Parley column; the quick run's tiny idle-memory sample may come out negative.
     expect(output).toMatch(new RegExp(`\\| ${scenario}[^|]* \\| [^|]+ \\| -?\\d`));
   }
