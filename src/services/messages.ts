@@ -115,5 +115,5 @@ function chatMessages(messages: readonly Message[], limit: number): ChatMessage[
   if (!Object.isFrozen(messages)) return view(messages.slice(-limit));
   let shared = chatViews.get(messages);
   if (!shared) chatViews.set(messages, (shared = Object.freeze(view(messages))));
-  return shared.slice(-limit);
+  return (limit >= shared.length ? shared : shared.slice(-limit)) as ChatMessage[];
 }
