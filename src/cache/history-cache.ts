@@ -244,8 +244,7 @@ export class RedisHistoryCache implements HistoryCache {
     const known = this.lastParsed.get(keys.base);
     if (known) {
       if ((await this.redis.historySameHead(keys.entry, keys.epoch, known.head)) === 1) {
-        this.lastParsed.delete(keys.base);
-        this.lastParsed.set(keys.base, known);
+        this.remember(keys.base, known);
         return { messages: known.messages };
       }
     }
@@ -255,7 +254,7 @@ export class RedisHistoryCache implements HistoryCache {
     const current = `${epoch ?? '0'}|`;
     if (entry?.startsWith(current)) {
       const stored = pairEntry(entry.slice(current.length), userId, conversationId);
-      if (stored) this.remember(keys.base, current + entryHead(stored.fill), stored.messages);
+      if (stored) this.remember(keys.base, { head: current + entryHead(stored.fill), messages: stored.messages });
       // An entry of another owner or conversation is never served, nor overwritten by this read.
       return stored ? { messages: stored.messages } : { version: null };
     }
@@ -267,10 +266,11 @@ export class RedisHistoryCache implements HistoryCache {
     return stored ? { messages: stored.messages } : { version: null };
   }
 
-  private remember(base: string, head: string, messages: Message[]): void {
+  /** Keeps the entry as the most recently read, evicting the least recently read beyond the bound. */
+  private remember(base: string, entry: ParsedEntry): void {
     this.lastParsed.delete(base);
     if (this.lastParsed.size >= PARSED_ENTRIES) this.lastParsed.delete(this.lastParsed.keys().next().value!);
-    this.lastParsed.set(base, { head, messages });
+    this.lastParsed.set(base, entry);
   }
 
   fill(userId: string, conversationId: string, version: string, messages: Message[]): void {

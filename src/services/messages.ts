@@ -110,10 +110,13 @@ const chatViews = new WeakMap<readonly Message[], readonly ChatMessage[]>();
 
 /** The last `limit` messages as role and content; the objects are shared (frozen) between readers of the same rows. */
 function chatMessages(messages: readonly Message[], limit: number): ChatMessage[] {
-  const view = (rows: readonly Message[]) => rows.map(({ role, content }) => Object.freeze({ role, content }));
   // Only a frozen array is known never to change under its view.
   if (!Object.isFrozen(messages)) return view(messages.slice(-limit));
   let shared = chatViews.get(messages);
   if (!shared) chatViews.set(messages, (shared = Object.freeze(view(messages))));
   return (limit >= shared.length ? shared : shared.slice(-limit)) as ChatMessage[];
+}
+
+function view(rows: readonly Message[]): ChatMessage[] {
+  return rows.map(({ role, content }) => Object.freeze({ role, content }));
 }
