@@ -399,6 +399,26 @@ describe.each(ADAPTERS)('the store contract, $name', ({ provider, make }) => {
       expect(await endReply(uuid7(), ENDED)).toBe(0);
     });
 
+    it('reads the states of many replies at once, whoever owns them: streaming, ended with their text, gone', async () => {
+      const [owner, other] = [newUser(), newUser()];
+      const { assistantMessage: live } = await send(exchange(owner, null));
+      await store.checkpointReply(live.id, 'partial');
+      const { assistantMessage: done } = await send(exchange(owner, live.conversationId));
+      const { assistantMessage: failed } = await send(exchange(other, null));
+      const { assistantMessage: deleted } = await send(exchange(other, null));
+      expect(await endReply(done.id, ENDED)).toBe(1);
+      expect(await endReply(failed.id, NULL_END)).toBe(1);
+      expect(await remove(other, deleted.conversationId)).toBe(true);
+      const missing = uuid7();
+      const states = await store.replyStatesById([live.id, done.id, failed.id, deleted.id, missing, live.id]);
+      expect([...states.streaming]).toEqual([live.id]);
+      expect(Object.fromEntries(states.ended)).toEqual({
+        [done.id]: { status: 'COMPLETE', error: null, content: 'All done' },
+        [failed.id]: { status: 'FAILED', error: 'boom', content: 'half' },
+      });
+      expect(await store.replyStatesById([])).toEqual({ streaming: new Set(), ended: new Map() });
+    });
+
     it('saves the prompt of a reply someone else ended', async () => {
       const owner = newUser();
       const { assistantMessage: reply } = await send(exchange(owner, null));

@@ -21,6 +21,7 @@ import type {
   PageWindow,
   ReplyEnd,
   ReplyState,
+  ReplyStates,
   FoundExchange,
   SavedReplyEnd,
   DeletedSubtree,
@@ -459,6 +460,19 @@ export class PrismaStore implements Store {
 
   replyStateById(messageId: string): Promise<ReplyState | null> {
     return this.db.message.findUnique({ where: { id: messageId }, select: { status: true, error: true, content: true } });
+  }
+
+  /** Two reads: the text of a reply is read only once it ended, not every time one is still streaming. */
+  async replyStatesById(messageIds: string[]): Promise<ReplyStates> {
+    const states = await this.db.message.findMany({ where: { id: { in: messageIds } }, select: { id: true, status: true, error: true } });
+    const streaming = new Set<string>();
+    const endedIds: string[] = [];
+    for (const { id, status } of states) (status === 'STREAMING' ? streaming.add(id) : endedIds.push(id));
+    const ended = new Map<string, ReplyState>();
+    if (endedIds.length === 0) return { streaming, ended };
+    const texts = await this.db.message.findMany({ where: { id: { in: endedIds } }, select: { id: true, status: true, error: true, content: true } });
+    for (const { id, status, error, content } of texts) ended.set(id, { status, error, content });
+    return { streaming, ended };
   }
 
   replyOwner(messageId: string): Promise<{ userId: string; conversationId: string; content: string } | null> {

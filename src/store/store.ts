@@ -117,6 +117,11 @@ export interface ReplyState {
   content: string;
 }
 
+export interface ReplyStates {
+  streaming: Set<string>;
+  ended: Map<string, ReplyState>;
+}
+
 /** The history rows a prompt is built from. */
 export type HistoryRow = Pick<Message, 'id' | 'seq' | 'role' | 'content' | 'tokenCount' | 'completionTokens' | 'status'>;
 
@@ -186,6 +191,8 @@ export interface ReplyStore {
   replyState(userId: string, messageId: string): Promise<ReplyState | null>;
   /** The state of a message whatever its owner; null when it is gone. */
   replyStateById(messageId: string): Promise<ReplyState | null>;
+  /** Which of the messages, whatever their owner, still stream and how the others ended; an id in neither is gone. */
+  replyStatesById(messageIds: string[]): Promise<ReplyStates>;
   replyOwner(messageId: string): Promise<{ userId: string; conversationId: string; content: string } | null>;
   /** Saves how a reply of the conversation ended, unless it already ended. */
   saveReplyEnd(messageId: string, conversationId: string, end: ReplyEnd): Promise<SavedReplyEnd>;

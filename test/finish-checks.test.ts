@@ -1,0 +1,60 @@
+// The follower's end checks: subscribers that went silent on the same tick cost one query, not one each.
+import { describe, expect, it } from 'vitest';
+import { FinishChecks } from '../src/chat/finish-checks.ts';
+import type { ReplyState, ReplyStates, Store } from '../src/store/store.ts';
+
+function storeOf(states: Map<string, ReplyState>) {
+  const calls: string[][] = [];
+  let failNext = false;
+  const store = {
+    async replyStatesById(ids: string[]): Promise<ReplyStates> {
+      calls.push(ids);
+      if (failNext) {
+        failNext = false;
+        throw new Error('database away');
+      }
+      const streaming = new Set(ids.filter((id) => states.get(id)?.status === 'STREAMING'));
+      const ended = new Map([...states].filter(([id, state]) => ids.includes(id) && state.status !== 'STREAMING'));
+      return { streaming, ended };
+    },
+  } as unknown as Store;
+  return { store, calls, failOnce: () => (failNext = true) };
+}
+
+describe('FinishChecks', () => {
+  it('answers a thousand checks of one turn with three queries of at most 500 ids, each id asked once', async () => {
+    const states = new Map<string, ReplyState>();
+    for (let i = 0; i < 1200; i++) states.set(`m${i}`, i % 3 === 0 ? { status: 'COMPLETE', error: null, content: `text ${i}` } : { status: 'STREAMING', error: null, content: '' });
+    const { store, calls } = storeOf(states);
+    const checks = new FinishChecks(store, 1000);
+    // 1,200 messages, the first 300 asked twice (two subscribers each), and 5 that are gone.
+    const ids = [...states.keys(), ...[...states.keys()].slice(0, 300), 'gone-1', 'gone-2', 'gone-3', 'gone-4', 'gone-5'];
+    const answers = await Promise.all(ids.map((id) => checks.check(id)));
+    expect(calls.map((c) => c.length)).toEqual([500, 500, 205]);
+    expect(new Set(calls.flat()).size).toBe(1205);
+    ids.forEach((id, k) => {
+      const state = states.get(id);
+      const expected = !state ? { status: 'INTERRUPTED', error: 'the message was deleted', content: '' } : state.status === 'STREAMING' ? null : state;
+      expect(answers[k], id).toEqual(expected);
+    });
+  });
+
+  it('reuses a recent answer, asks again once it is old, and never reuses a failure', async () => {
+    const states = new Map<string, ReplyState>([['m', { status: 'STREAMING', error: null, content: '' }]]);
+    const { store, calls, failOnce } = storeOf(states);
+    const checks = new FinishChecks(store, 40);
+    expect(await checks.check('m')).toBeNull();
+    expect(await checks.check('m')).toBeNull();
+    expect(calls).toHaveLength(1);
+    await new Promise((r) => setTimeout(r, 60));
+    states.set('m', { status: 'STOPPED', error: null, content: 'so far' });
+    expect(await checks.check('m')).toEqual({ status: 'STOPPED', error: null, content: 'so far' });
+    expect(calls).toHaveLength(2);
+
+    await new Promise((r) => setTimeout(r, 60));
+    failOnce();
+    await expect(checks.check('m')).rejects.toThrow('database away');
+    expect(await checks.check('m')).toEqual({ status: 'STOPPED', error: null, content: 'so far' });
+    expect(calls).toHaveLength(4);
+  });
+});
