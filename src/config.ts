@@ -152,6 +152,8 @@ const envSchema = z.object({
     .refine((key) => encryptionKeyBytes(key) !== undefined, 'must be 32 bytes as 64 hex characters or base64')
     .optional(),
 
+  // Per instance; sends beyond it wait for a place before their model call. 0: no limit.
+  MAX_CONCURRENT_REPLIES: z.coerce.number({ error: 'must be a number' }).int().min(0).max(1_000_000).default(64),
   STREAM_FLUSH_MS: z.coerce.number({ error: 'must be a number' }).int().min(0).max(10_000).default(25),
   STREAM_LEASE_MS: positiveInt(600_000).refine((ms) => ms >= 300, 'must be at least 300').default(15_000),
   STREAM_REPLAY_TTL_S: positiveInt(30 * 24 * 3600).default(3600),

@@ -12,6 +12,7 @@ import type { Conversation, Message } from '../store/rows.ts';
 import type { FoundExchange, SavedExchange, Store } from '../store/store.ts';
 import type { StreamBroker } from '../streaming/events.ts';
 import type { FollowedEvent } from '../streaming/follow.ts';
+import { ReplyAdmission } from './admission.ts';
 import { BranchOperations, type DeletedMessages } from './branches.ts';
 import { ReplyFinalizer } from './finalize.ts';
 import { FlushScheduler } from './flush-scheduler.ts';
@@ -28,6 +29,8 @@ export interface ChatOptions {
   maxContentChars: number;
   /** Longest reply: past it, the model call is ended and the reply completes with finish reason `max_reply_chars`. */
   maxReplyChars: number;
+  /** Replies this instance generates at once; more wait in line. 0: no limit. */
+  maxConcurrentReplies: number;
   model: ModelClientOptions;
   /** Without a shared broker no other instance can own a reply: recover all at start. */
   singleInstance: boolean;
@@ -61,7 +64,8 @@ export class ChatService {
     this.finalizer = new ReplyFinalizer(store, cache, broker, logger, events);
     const titles = new TitleWriter(store, options.model, this.closing.signal, logger, events);
     const flushes = new FlushScheduler(options.flushMs);
-    this.generations = new Generations({ store, cache, broker, finalizer: this.finalizer, flushes, titles, logger }, options);
+    const admission = new ReplyAdmission(options.maxConcurrentReplies);
+    this.generations = new Generations({ store, cache, broker, finalizer: this.finalizer, flushes, titles, logger, admission }, options);
     this.leases = new LeaseKeeper(store, cache, this.finalizer, this.generations.running, options.leaseMs, logger);
     this.follower = new ReplyFollower(store, broker, options.leaseMs);
   }

@@ -10,6 +10,7 @@ import type { ModelSettings } from '../services/user-config.ts';
 import type { JsonObject, Message } from '../store/rows.ts';
 import type { SavedExchange, Store } from '../store/store.ts';
 import type { StreamBroker, StreamEvent } from '../streaming/events.ts';
+import type { ReplyAdmission } from './admission.ts';
 import type { ReplyFinalizer, Outcome } from './finalize.ts';
 import type { FlushScheduler } from './flush-scheduler.ts';
 import type { TitleWriter } from './titles.ts';
@@ -43,6 +44,7 @@ export interface GenerationDeps {
   flushes: FlushScheduler;
   titles: TitleWriter;
   logger: Logger;
+  admission: ReplyAdmission;
 }
 
 /** The replies this instance generates, by message id. */
@@ -143,7 +145,10 @@ export class Generations {
 
     let outcome: Outcome;
     let promptTokens: number | null = null;
+    let release = () => {};
     try {
+      // A reply waits here, saved and leased, while the instance runs as many as it admits.
+      release = await this.deps.admission.admit(controller.signal);
       const context = await this.prompt(message, userMessage, settings, generation);
       promptTokens = context.promptTokens;
       controller.signal.throwIfAborted();
@@ -214,6 +219,8 @@ export class Generations {
       }
       outcome.completionTokens = countTokens(generation.content);
       outcome.promptTokens = promptTokens;
+    } finally {
+      release();
     }
     await publishing;
     if (lost) return undefined;

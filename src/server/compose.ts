@@ -106,6 +106,7 @@ export function chatOptions(config: Config, { userEndpoints, singleInstance }: {
     maxEvents: config.STREAM_MAX_EVENTS,
     maxContentChars: config.MAX_CONTENT_CHARS,
     maxReplyChars: config.LLM_MAX_REPLY_CHARS,
+    maxConcurrentReplies: config.MAX_CONCURRENT_REPLIES,
     model: {
       timeoutMs: config.LLM_TIMEOUT_MS,
       idleTimeoutMs: config.LLM_IDLE_TIMEOUT_MS,
