@@ -1,6 +1,8 @@
 // The follower's end checks: subscribers that went silent on the same tick cost one query, not one each.
 import { describe, expect, it } from 'vitest';
 import { FinishChecks } from '../src/chat/finish-checks.ts';
+import { ReplyFollower } from '../src/chat/follow.ts';
+import { MemoryBroker } from '../src/streaming/memory-broker.ts';
 import type { ReplyState, ReplyStates, Store } from '../src/store/store.ts';
 
 function storeOf(states: Map<string, ReplyState>) {
@@ -42,19 +44,60 @@ describe('FinishChecks', () => {
   it('reuses a recent answer, asks again once it is old, and never reuses a failure', async () => {
     const states = new Map<string, ReplyState>([['m', { status: 'STREAMING', error: null, content: '' }]]);
     const { store, calls, failOnce } = storeOf(states);
-    const checks = new FinishChecks(store, 40);
+    let clock = 0;
+    const checks = new FinishChecks(store, 1000, () => clock);
     expect(await checks.check('m')).toBeNull();
+    clock = 999;
     expect(await checks.check('m')).toBeNull();
     expect(calls).toHaveLength(1);
-    await new Promise((r) => setTimeout(r, 60));
+    clock = 1000;
     states.set('m', { status: 'STOPPED', error: null, content: 'so far' });
     expect(await checks.check('m')).toEqual({ status: 'STOPPED', error: null, content: 'so far' });
     expect(calls).toHaveLength(2);
 
-    await new Promise((r) => setTimeout(r, 60));
+    clock = 2000;
     failOnce();
     await expect(checks.check('m')).rejects.toThrow('database away');
     expect(await checks.check('m')).toEqual({ status: 'STOPPED', error: null, content: 'so far' });
     expect(calls).toHaveLength(4);
+  });
+
+  it('fails only its own checks when the store throws at once', async () => {
+    const store = {
+      replyStatesById: () => {
+        throw new Error('not even a promise');
+      },
+    } as unknown as Store;
+    const checks = new FinishChecks(store, 1000);
+    await expect(Promise.all([checks.check('a'), checks.check('b')])).rejects.toThrow('not even a promise');
+  });
+
+  it('costs one query per silence tick for 300 subscribers waiting on 300 silent replies', async () => {
+    const states = new Map<string, ReplyState>();
+    for (let i = 0; i < 300; i++) states.set(`m${i}`, { status: 'STREAMING', error: null, content: '' });
+    const { store, calls } = storeOf(states);
+    const follower = new ReplyFollower(
+      Object.assign(store, { replyState: async (_user: string, id: string) => states.get(id) ?? null }) as Store,
+      new MemoryBroker(60_000),
+      300, // lease 300 ms: the silence clock ticks every 100 ms
+    );
+    const shutdown = new AbortController();
+    const streams = await Promise.all([...states.keys()].map((id) => follower.follow({ userId: 'u' }, id, -1, shutdown.signal)));
+    const ended = streams.map(async (stream) => {
+      const events = [];
+      for await (const event of stream) events.push(event);
+      return events;
+    });
+    await new Promise((r) => setTimeout(r, 450));
+    // Each check asked for every silent reply at once.
+    expect(calls.length).toBeGreaterThan(0);
+    expect(calls.length).toBeLessThanOrEqual(3);
+    for (const ids of calls) expect(new Set(ids).size).toBe(300);
+    // They all end at the next check once the database says so.
+    for (const id of states.keys()) states.set(id, { status: 'FAILED', error: 'gone wrong', content: '' });
+    const results = await Promise.all(ended);
+    expect(results.every((events) => events.length === 1 && events[0]!.status === 'FAILED' && events[0]!.done)).toBe(true);
+    expect(calls.length).toBeLessThanOrEqual(6);
+    shutdown.abort();
   });
 });

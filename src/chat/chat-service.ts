@@ -12,7 +12,7 @@ import type { Conversation, Message } from '../store/rows.ts';
 import type { FoundExchange, SavedExchange, Store } from '../store/store.ts';
 import type { StreamBroker } from '../streaming/events.ts';
 import type { FollowedEvent } from '../streaming/follow.ts';
-import { ReplyAdmission } from './admission.ts';
+import { eventLoopGauge, ReplyAdmission } from './admission.ts';
 import { BranchOperations, type DeletedMessages } from './branches.ts';
 import { ReplyFinalizer } from './finalize.ts';
 import { FlushScheduler } from './flush-scheduler.ts';
@@ -36,6 +36,9 @@ export interface ChatOptions {
   singleInstance: boolean;
 }
 
+// Replies that start whatever the event loop's load, so that the line moves under any load.
+const ALWAYS_ADMITTED = 8;
+
 export type SendResult = SavedExchange;
 
 /** editMessage's answer: no assistant message when nothing is generated. */
@@ -49,6 +52,7 @@ export class ChatService {
   private readonly generations: Generations;
   private readonly leases: LeaseKeeper;
   private readonly follower: ReplyFollower;
+  private readonly admission: ReplyAdmission;
 
   constructor(
     private readonly store: Store,
@@ -64,7 +68,9 @@ export class ChatService {
     this.finalizer = new ReplyFinalizer(store, cache, broker, logger, events);
     const titles = new TitleWriter(store, options.model, this.closing.signal, logger, events);
     const flushes = new FlushScheduler(options.flushMs);
-    const admission = new ReplyAdmission(options.maxConcurrentReplies);
+    const limit = options.maxConcurrentReplies;
+    this.admission = new ReplyAdmission({ limit, floor: Math.min(limit, ALWAYS_ADMITTED), gauge: limit === 0 ? { busy: () => false, close: () => {} } : eventLoopGauge() });
+    const admission = this.admission;
     this.generations = new Generations({ store, cache, broker, finalizer: this.finalizer, flushes, titles, logger, admission }, options);
     this.leases = new LeaseKeeper(store, cache, this.finalizer, this.generations.running, options.leaseMs, logger);
     this.follower = new ReplyFollower(store, broker, options.leaseMs);
@@ -148,5 +154,6 @@ export class ChatService {
     this.closing.abort('shutdown');
     this.leases.stop();
     await this.generations.shutdown();
+    this.admission.close();
   }
 }

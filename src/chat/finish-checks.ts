@@ -14,25 +14,27 @@ interface Pending {
 
 export class FinishChecks {
   private readonly recent = new Map<string, { at: number; result: Promise<FinishedMessage | null> }>();
-  private pending = new Map<string, Pending[]>();
+  /** One per message: a second check while one is pending is answered by `recent`. */
+  private pending = new Map<string, Pending>();
 
   /** `reuseMs`: a message checked this recently is answered from that check. */
   constructor(
     private readonly store: Store,
     private readonly reuseMs: number,
+    private readonly now: () => number = Date.now,
   ) {}
 
   /** The message's end, null while it streams; a message that is gone has ended as INTERRUPTED. */
   check(messageId: string): Promise<FinishedMessage | null> {
     const recent = this.recent.get(messageId);
-    if (recent && Date.now() - recent.at < this.reuseMs) return recent.result;
+    if (recent && this.now() - recent.at < this.reuseMs) return recent.result;
     const result = new Promise<FinishedMessage | null>((resolve, reject) => {
       if (this.pending.size === 0) setImmediate(() => this.flush());
-      let waiting = this.pending.get(messageId);
-      if (!waiting) this.pending.set(messageId, (waiting = []));
-      waiting.push({ resolve, reject });
+      // A check replaced by a newer one (its answer too old) still gets that newer answer.
+      const earlier = this.pending.get(messageId);
+      this.pending.set(messageId, earlier ? { resolve: (s) => (earlier.resolve(s), resolve(s)), reject: (e) => (earlier.reject(e), reject(e)) } : { resolve, reject });
     });
-    const entry = { at: Date.now(), result };
+    const entry = { at: this.now(), result };
     this.recent.set(messageId, entry);
     // A failed check is not reused: the next one asks again.
     result.catch(() => {
@@ -50,17 +52,17 @@ export class FinishChecks {
     const ids = [...batch.keys()];
     for (let from = 0; from < ids.length; from += MAX_BATCH) {
       const part = ids.slice(from, from + MAX_BATCH);
-      this.store.replyStatesById(part).then(
-        ({ streaming, ended }) => {
-          for (const id of part) {
-            const state = streaming.has(id) ? null : finishedState(ended.get(id) ?? null);
-            for (const waiter of batch.get(id)!) waiter.resolve(state);
-          }
-        },
-        (error) => {
-          for (const id of part) for (const waiter of batch.get(id)!) waiter.reject(error);
-        },
-      );
+      // Through a promise, so that even a store that throws at once fails only its own checks.
+      Promise.resolve(part)
+        .then((ids) => this.store.replyStatesById(ids))
+        .then(
+          ({ streaming, ended }) => {
+            for (const id of part) batch.get(id)!.resolve(streaming.has(id) ? null : finishedState(ended.get(id) ?? null));
+          },
+          (error) => {
+            for (const id of part) batch.get(id)!.reject(error);
+          },
+        );
     }
   }
 }

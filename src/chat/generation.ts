@@ -148,7 +148,10 @@ export class Generations {
     let release = () => {};
     try {
       // A reply waits here, saved and leased, while the instance runs as many as it admits.
-      release = await this.deps.admission.admit(controller.signal);
+      const admitted = await this.deps.admission.admit(message.userId, controller.signal);
+      release = admitted.release;
+      // Ended meanwhile by someone whose stop did not reach this instance (or deleted): no model call.
+      if (admitted.waited && (await store.replyStateById(message.id))?.status !== 'STREAMING') return undefined;
       const context = await this.prompt(message, userMessage, settings, generation);
       promptTokens = context.promptTokens;
       controller.signal.throwIfAborted();
@@ -192,6 +195,7 @@ export class Generations {
         }
       }
     } catch (error) {
+      release();
       flushes.cancel(publish);
       const reason = controller.signal.reason;
       if (controller.signal.aborted && (reason === 'stopped' || reason === 'lost')) {
