@@ -1,6 +1,7 @@
 // Shared pieces of the benchmarks: processes to measure, pinning, and statistics.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -204,6 +205,33 @@ export function median(values: number[]): number {
 /** Median, min and max of repeated runs. */
 export function spread(values: number[]): { median: number; min: number; max: number } {
   return { median: median(values), min: Math.min(...values), max: Math.max(...values) };
+}
+
+// Keep-alive connections, as many as asked for at once: a burst of requests reaches the server as
+// a burst, and node:http costs the bench much less per request than fetch does.
+const agent = new http.Agent({ keepAlive: true });
+
+/** POSTs a JSON body over node:http and reads the whole answer. */
+export function postJson(url: string, body: string): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const request = http.request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      res.on('error', reject);
+    });
+    request.on('error', reject);
+    request.end(body);
+  });
+}
+
+/** A GraphQL operation over node:http (see postJson); throws on errors. */
+export async function gqlHttp<T = unknown>(url: string, query: string, variables: Record<string, unknown> = {}): Promise<T> {
+  const { text } = await postJson(`${url}/graphql`, JSON.stringify({ query, variables }));
+  const json = JSON.parse(text) as { data?: T; errors?: unknown };
+  if (json.errors) throw new Error(JSON.stringify(json.errors));
+  return json.data!;
 }
 
 export async function gql<T = unknown>(url: string, query: string, variables: Record<string, unknown> = {}): Promise<T> {
