@@ -211,8 +211,12 @@ export function spread(values: number[]): { median: number; min: number; max: nu
 // a burst, and node:http costs the bench much less per request than fetch does.
 const agent = new http.Agent({ keepAlive: true });
 
-/** POSTs a JSON body over node:http and reads the whole answer. */
-export function postJson(url: string, body: string): Promise<{ status: number; text: string }> {
+/**
+ * POSTs a JSON body over node:http and reads the whole answer. A kept-alive socket that the server
+ * closed just as it was reused fails with ECONNRESET: that request is sent again, once, as Node's
+ * documentation advises.
+ */
+export function postJson(url: string, body: string, retried = false): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
     const request = http.request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
       let text = '';
@@ -221,7 +225,10 @@ export function postJson(url: string, body: string): Promise<{ status: number; t
       res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
       res.on('error', reject);
     });
-    request.on('error', reject);
+    request.on('error', (error: NodeJS.ErrnoException) => {
+      if (!retried && request.reusedSocket && error.code === 'ECONNRESET') postJson(url, body, true).then(resolve, reject);
+      else reject(error);
+    });
     request.end(body);
   });
 }

@@ -309,7 +309,10 @@ async function relayStreams(producer: Service, relay: Service, model: FakeModel,
           const at = now();
           const event = JSON.parse(String(data));
           if (event.subscribed) {
-            void postJson(`${producer.url}/start`, JSON.stringify({ streamId, modelUrl: model.url }));
+            postJson(`${producer.url}/start`, JSON.stringify({ streamId, modelUrl: model.url })).catch((error) => {
+              problems.push(`${streamId}: /start failed: ${error}`);
+              resolve();
+            });
             return;
           }
           events.push(event);
