@@ -182,6 +182,15 @@ describe('replies past MAX_CONCURRENT_REPLIES', () => {
   };
   /** The chat requests the model has received, by the user message they answer. */
   const asked = () => model.chatRequests.map((r) => r.body.messages.at(-1)!.content);
+  /** Two replies that take both places (`tokens` each, `delayMs` apart), and a third that waits. */
+  const fillBothPlaces = async (label: string, tokens: number, delayMs: number) => {
+    const script = (k: number) => ({ tokens: Array.from({ length: tokens }, (_, i) => `${label}${k}-${i} `), delayMs });
+    model.enqueue(script(1), script(2));
+    const running = await Promise.all([send(`${label} one`), send(`${label} two`)]);
+    const waiting = await send(`${label} waiting`);
+    await waitFor(async () => asked().filter((q) => q === `${label} one` || q === `${label} two`).length, (n) => n >= 2);
+    return { running, waiting };
+  };
 
   it('waits in line: the model is asked for two at a time, and every reply streams whole, once, in order', async () => {
     const ws = wsClient(server!.graphqlUrl);
@@ -218,11 +227,8 @@ describe('replies past MAX_CONCURRENT_REPLIES', () => {
   it('stops a waiting reply before its model call, which then never happens', async () => {
     const ws = wsClient(server!.graphqlUrl);
     try {
-      model.enqueue({ tokens: Array.from({ length: 30 }, (_, i) => `a${i} `), delayMs: 20 }, { tokens: Array.from({ length: 30 }, (_, i) => `b${i} `), delayMs: 20 });
-      const running = await Promise.all([send('long one'), send('long two')]);
-      const waiting = await send('never asked');
+      const { running, waiting } = await fillBothPlaces('stop', 30, 20);
       const watcher = followWs(ws, waiting);
-      await waitFor(async () => asked().filter((q) => q.startsWith('long')).length, (n) => n >= 2);
       const stopped = await api.mutate(StopGeneration, { messageId: waiting });
       expect(stopped.data?.stopGeneration.status).toBe('STOPPED');
       await watcher.done;
@@ -231,7 +237,7 @@ describe('replies past MAX_CONCURRENT_REPLIES', () => {
       for (const id of running) expect((await finishedMessage(server!.app.db.prisma, id)).status).toBe('COMPLETE');
       // The places it would have taken went to no one: the model never heard of it.
       await new Promise((r) => setTimeout(r, 200));
-      expect(asked()).not.toContain('never asked');
+      expect(asked()).not.toContain('stop waiting');
       expect((await server!.app.db.prisma.message.findUniqueOrThrow({ where: { id: waiting } })).status).toBe('STOPPED');
     } finally {
       await ws.dispose();
@@ -241,18 +247,15 @@ describe('replies past MAX_CONCURRENT_REPLIES', () => {
   it('skips the model call of a waiting reply that another instance ended meanwhile', async () => {
     const ws = wsClient(server!.graphqlUrl);
     try {
-      model.enqueue({ tokens: Array.from({ length: 10 }, (_, i) => `c${i} `), delayMs: 40 }, { tokens: Array.from({ length: 10 }, (_, i) => `d${i} `), delayMs: 40 });
-      const running = await Promise.all([send('first of two'), send('second of two')]);
-      const waiting = await send('ended elsewhere');
+      const { running, waiting } = await fillBothPlaces('elsewhere', 10, 40);
       const watcher = followWs(ws, waiting);
-      await waitFor(async () => asked().filter((q) => q.endsWith('of two')).length, (n) => n >= 2);
       // As another instance's stop does when its broadcast is lost: only the row says so.
       await server!.app.db.prisma.message.update({ where: { id: waiting }, data: { status: 'STOPPED', leaseExpiresAt: null } });
       for (const id of running) expect((await finishedMessage(server!.app.db.prisma, id)).status).toBe('COMPLETE');
       await watcher.done;
       expect(assertWellFormed(watcher.events).terminal.status).toBe('STOPPED');
       await new Promise((r) => setTimeout(r, 200));
-      expect(asked()).not.toContain('ended elsewhere');
+      expect(asked()).not.toContain('elsewhere waiting');
       expect((await server!.app.db.prisma.message.findUniqueOrThrow({ where: { id: waiting } })).status).toBe('STOPPED');
     } finally {
       await ws.dispose();
@@ -260,10 +263,7 @@ describe('replies past MAX_CONCURRENT_REPLIES', () => {
   });
 
   it('ends a waiting reply as INTERRUPTED when the server shuts down', async () => {
-    model.enqueue({ tokens: Array.from({ length: 500 }, (_, i) => `s${i} `), delayMs: 10 }, { tokens: Array.from({ length: 500 }, (_, i) => `t${i} `), delayMs: 10 });
-    await Promise.all([send('busy one'), send('busy two')]);
-    const waiting = await send('still waiting');
-    await waitFor(async () => asked().filter((q) => q.startsWith('busy')).length, (n) => n >= 2);
+    const { waiting } = await fillBothPlaces('shutdown', 500, 10);
     await stopServer();
     const db = await openDatabase({ url: database.url, poolSize: 1 });
     try {
@@ -271,6 +271,6 @@ describe('replies past MAX_CONCURRENT_REPLIES', () => {
     } finally {
       await db.close();
     }
-    expect(asked()).not.toContain('still waiting');
+    expect(asked()).not.toContain('shutdown waiting');
   });
 });
