@@ -73,6 +73,13 @@ export function npmStartCommand(): ServerCommand {
   return { entry, nodeArgs: args.slice(0, -1) };
 }
 
+// Servers still running when the bench exits, however it exits (a failed check throws): killed
+// with it, so that a failed run leaves no server behind to load the next one.
+const started = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of started) child.kill('SIGKILL');
+});
+
 /**
  * Starts a TypeScript entry point (Parley's main, or a baseline) and waits for `ready` on its port.
  * `cpus` (a taskset list, e.g. SERVER_CPUS) pins the process to those cores.
@@ -97,6 +104,8 @@ export async function startService(
     env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', LOG_LEVEL: 'warn', NODE_ENV: 'production', ...env, PORT: String(port) },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
+  started.add(child);
+  child.once('exit', () => started.delete(child));
   let errors = '';
   child.stderr!.on('data', (d) => (errors += d));
   const url = `http://127.0.0.1:${port}`;
